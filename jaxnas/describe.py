@@ -1,0 +1,159 @@
+"""`python -m jaxnas.describe`: parameters and multiply-adds of a genotype, an NB201 arch or a supernet.
+
+    python -m jaxnas.describe DARTS_V2 --dataset cifar10 --channels 36 --layers 20 --json
+    python -m jaxnas.describe --supernet darts --channels 16 --layers 8
+    python -m jaxnas.describe workdir/genotype.json --plot cells.png
+    python -m jaxnas.describe '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|...|' --dataset cifar10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxnas.counting import count_params, multiply_adds
+from jaxnas.spaces.darts import NAMED_GENOTYPES, Genotype
+from jaxnas.spaces.nb201 import NB201Arch
+
+# name: (input shape, classes, network family)
+DATASETS: dict[str, tuple[tuple[int, int, int], int, str]] = {
+    "cifar10": ((32, 32, 3), 10, "cifar"),
+    "cifar100": ((32, 32, 3), 100, "cifar"),
+    "imagenet2012": ((224, 224, 3), 1000, "imagenet"),
+    "digits": ((8, 8, 1), 10, "cifar"),
+}
+DATASET_ALIASES = {"imagenet": "imagenet2012"}
+DEFAULTS = {"cifar": (36, 20), "imagenet": (48, 14)}
+SUPERNETS = ("darts", "nb201", "chain")
+
+
+def resolve_architecture(spec: str) -> Genotype | NB201Arch:
+    """A genotype constant name, a genotype JSON file (or search workdir), or an NB201 arch string."""
+    if spec in NAMED_GENOTYPES:
+        return NAMED_GENOTYPES[spec]
+    if spec.startswith("|"):
+        return NB201Arch.from_string(spec)
+    path = os.path.join(spec, "genotype.json") if os.path.isdir(spec) else spec
+    if os.path.isfile(path):
+        with open(path) as f:
+            return Genotype.from_json(f.read())
+    raise ValueError(
+        f"unknown architecture {spec!r}: not a genotype constant ({', '.join(NAMED_GENOTYPES)}), "
+        "a genotype JSON file, a search workdir, or an NB201 arch string starting with '|'"
+    )
+
+
+def _dataset(name: str):
+    name = DATASET_ALIASES.get(name, name)
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def describe(
+    arch: str | None = None,
+    supernet: str | None = None,
+    dataset: str = "cifar10",
+    channels: int | None = None,
+    layers: int | None = None,
+) -> dict[str, Any]:
+    """Counts for a discrete architecture (`arch`) or a search supernet (`supernet`)."""
+    shape, classes, family = _dataset(dataset)
+    x = jnp.zeros((1,) + shape)
+    if (arch is None) == (supernet is None):
+        raise ValueError("give either an architecture or --supernet NAME")
+    if supernet is not None:
+        from jaxnas.spaces.base import get_space
+
+        if supernet not in SUPERNETS:
+            raise ValueError(f"unknown supernet {supernet!r}; valid supernets: {', '.join(SUPERNETS)}")
+        opts = {}
+        if channels is not None:
+            opts["channels"] = channels
+        if layers is not None:
+            opts["cells_per_stage" if supernet == "nb201" else "layers"] = layers
+        if supernet == "darts":
+            opts["impl"] = "reference"  # same parameters as grouped; its convs are countable layers
+        space = get_space(supernet, **opts)
+        model = space.supernet(classes)
+        alphas = space.init_alphas(jax.random.key(0))
+        args, kwargs = (alphas,), {"train": False}
+        init_args = (x, alphas)
+        label = f"{supernet} supernet"
+    else:
+        architecture = resolve_architecture(arch)
+        if isinstance(architecture, NB201Arch):
+            from jaxnas.nn.nb201 import NB201Network
+
+            model = NB201Network(channels or 16, layers or 5, classes, arch=architecture)
+            args, kwargs, init_args = (None,), {"train": False}, (x, None)
+        else:
+            from jaxnas.nn.network import NetworkCIFAR, NetworkImageNet
+
+            c_default, l_default = DEFAULTS[family]
+            cls = NetworkImageNet if family == "imagenet" else NetworkCIFAR
+            model = cls(architecture, channels or c_default, layers or l_default, classes, auxiliary=True)
+            args, kwargs, init_args = (), {"train": False}, (x,)
+        label = arch
+    # Build with train=True where an auxiliary head exists, so its parameters can be reported too.
+    init_kwargs = {"train": True} if not args else {"train": False}
+    variables = jax.eval_shape(
+        lambda: model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, *init_args, **init_kwargs)
+    )
+    madds = multiply_adds(model, shape, *args, **kwargs)
+    return {
+        "name": label,
+        "dataset": DATASET_ALIASES.get(dataset, dataset),
+        "params": count_params(variables["params"]),
+        "params_with_aux": count_params(variables["params"], include_auxiliary=True),
+        "multiply_adds": sum(madds.values()),
+        "architecture": architecture.to_dict() if supernet is None and isinstance(architecture, Genotype)
+        else (architecture.to_string() if supernet is None else None),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jaxnas.describe", description=__doc__.split("\n")[0])
+    parser.add_argument("arch", nargs="?", help="DARTS_V1 | DARTS_V2 | genotype.json | search workdir | NB201 string")
+    parser.add_argument("--supernet", choices=SUPERNETS, help="describe a search supernet instead")
+    parser.add_argument("--dataset", default="cifar10", help=f"one of {', '.join(DATASETS)}")
+    parser.add_argument("--channels", type=int, help="initial channels C")
+    parser.add_argument("--layers", type=int, help="cells (DARTS, chain layers) or cells per stage (NB201)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--plot", metavar="FILE.png", help="draw the cells of the architecture")
+    args = parser.parse_args(argv)
+    try:
+        info = describe(args.arch, args.supernet, args.dataset, args.channels, args.layers)
+        if args.plot:
+            if args.supernet:
+                raise ValueError("--plot draws a discrete architecture; give one instead of --supernet")
+            from jaxnas import viz
+
+            architecture = resolve_architecture(args.arch)
+            if isinstance(architecture, NB201Arch):
+                viz.plot_nb201(architecture, args.plot)
+            else:
+                viz.plot_genotype(architecture, args.plot, title=args.arch if len(args.arch) < 20 else "")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({k: info[k] for k in ("params", "params_with_aux", "multiply_adds")}))
+    else:
+        print(f"{info['name']} on {info['dataset']}")
+        print(f"  parameters (without auxiliary head): {info['params']:,}")
+        print(f"  parameters (with auxiliary head):    {info['params_with_aux']:,}")
+        print(f"  multiply-adds (conv + linear):       {info['multiply_adds'] / 1e6:.1f} M")
+        if args.plot:
+            print(f"  cells drawn to {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Primitive operations of the DARTS family of search spaces (NHWC).
+
+Definitions follow the DARTS paper and its reference code exactly, so that a genotype built here
+has the same parameters and computes the same function as the original: convolutions carry no
+bias, BatchNorm uses PyTorch's conventions (momentum 0.1, eps 1e-5, unbiased running variance),
+and weights are initialised with PyTorch's default distribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+
+# PyTorch's default for conv and linear weights (kaiming_uniform with a=sqrt(5)): U(±1/sqrt(fan_in)).
+torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_bias_init(fan_in: int) -> Callable:
+    """PyTorch's default bias init for a layer with `fan_in` inputs: U(±1/sqrt(fan_in))."""
+    bound = 1.0 / max(fan_in, 1) ** 0.5
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class BatchNorm(nn.Module):
+    """BatchNorm with PyTorch semantics over all but the trailing `feature_axes` axes.
+
+    `feature_axes=2` normalises a stack of edges `(..., edges, C)` per edge and channel, which is
+    what the grouped supernet needs. With `axis_name`, batch statistics are averaged across
+    devices (synchronised BN), so a data-parallel step equals the one-device step.
+    """
+
+    affine: bool = True
+    momentum: float = 0.1
+    epsilon: float = 1e-5
+    feature_axes: int = 1
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        features = x.shape[x.ndim - self.feature_axes :]
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
+        if train:
+            axes = tuple(range(x.ndim - self.feature_axes))
+            mean = jnp.mean(x, axes)
+            if self.axis_name is not None:
+                mean = lax.pmean(mean, self.axis_name)
+            var = jnp.mean(jnp.square(x - mean), axes)
+            count = 1
+            for a in axes:
+                count *= x.shape[a]
+            if self.axis_name is not None:
+                var = lax.pmean(var, self.axis_name)
+                count = count * lax.psum(1, self.axis_name)
+            if not self.is_initializing():
+                m = self.momentum
+                unbiased = var * (count / max(count - 1, 1))
+                ra_mean.value = (1 - m) * ra_mean.value + m * lax.stop_gradient(mean)
+                ra_var.value = (1 - m) * ra_var.value + m * lax.stop_gradient(unbiased)
+        else:
+            mean, var = ra_mean.value, ra_var.value
+        y = (x - mean.astype(x.dtype)) * lax.rsqrt(var.astype(x.dtype) + self.epsilon)
+        if self.affine:
+            y = y * self.param("scale", nn.initializers.ones, features, jnp.float32).astype(x.dtype)
+            y = y + self.param("bias", nn.initializers.zeros, features, jnp.float32).astype(x.dtype)
+        return y
+
+
+def conv(
+    features: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    groups: int = 1,
+    name: str | None = None,
+) -> nn.Conv:
+    """A bias-free 2-D convolution with PyTorch's padding convention and init."""
+    return nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=[(padding, padding), (padding, padding)],
+        kernel_dilation=(dilation, dilation),
+        feature_group_count=groups,
+        use_bias=False,
+        kernel_init=torch_default_init,
+        name=name,
+    )
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU → conv → BN: the preprocessing op of a cell and the conv op of NAS-Bench-201."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    affine: bool = True
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        x = nn.relu(x)
+        x = conv(self.features, self.kernel, self.stride, self.padding, self.dilation, name="conv")(x)
+        return BatchNorm(self.affine, axis_name=self.axis_name, name="bn")(x, train)
+
+
+class DilConv(nn.Module):
+    """ReLU → dilated depthwise conv → pointwise conv → BN."""
+
+    features: int
+    kernel: int
+    stride: int
+    padding: int
+    dilation: int
+    affine: bool = True
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        c_in = x.shape[-1]
+        x = nn.relu(x)
+        x = conv(c_in, self.kernel, self.stride, self.padding, self.dilation, groups=c_in, name="dw")(x)
+        x = conv(self.features, 1, name="pw")(x)
+        return BatchNorm(self.affine, axis_name=self.axis_name, name="bn")(x, train)
+
+
+class SepConv(nn.Module):
+    """Two stacked ReLU → depthwise conv → pointwise conv → BN blocks (stride in the first)."""
+
+    features: int
+    kernel: int
+    stride: int
+    padding: int
+    affine: bool = True
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        c_in = x.shape[-1]
+        x = nn.relu(x)
+        x = conv(c_in, self.kernel, self.stride, self.padding, groups=c_in, name="dw1")(x)
+        x = conv(c_in, 1, name="pw1")(x)
+        x = BatchNorm(self.affine, axis_name=self.axis_name, name="bn1")(x, train)
+        x = nn.relu(x)
+        x = conv(c_in, self.kernel, 1, self.padding, groups=c_in, name="dw2")(x)
+        x = conv(self.features, 1, name="pw2")(x)
+        return BatchNorm(self.affine, axis_name=self.axis_name, name="bn2")(x, train)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two offset stride-2 1×1 convs, concatenated (ReLU first, BN last)."""
+
+    features: int
+    affine: bool = True
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        if self.features % 2:
+            raise ValueError(f"FactorizedReduce needs an even channel count, got {self.features}")
+        x = nn.relu(x)
+        a = conv(self.features // 2, 1, stride=2, name="conv1")(x)
+        b = conv(self.features // 2, 1, stride=2, name="conv2")(x[:, 1:, 1:, :])
+        y = jnp.concatenate([a, b], axis=-1)
+        return BatchNorm(self.affine, axis_name=self.axis_name, name="bn")(y, train)
+
+
+class Pool(nn.Module):
+    """3×3 max or average pooling with padding 1; average pooling does not count the padding."""
+
+    kind: str
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        del train
+        s = (self.stride, self.stride)
+        if self.kind == "max":
+            return nn.max_pool(x, (3, 3), strides=s, padding=((1, 1), (1, 1)))
+        return nn.avg_pool(x, (3, 3), strides=s, padding=((1, 1), (1, 1)), count_include_pad=False)
+
+
+class Identity(nn.Module):
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        return x
+
+
+class Zero(nn.Module):
+    """The `none` op: zeros with the (possibly strided) output shape."""
+
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        return jnp.zeros_like(x[:, :: self.stride, :: self.stride, :])
+
+
+def darts_op(
+    name: str,
+    C: int,
+    stride: int,
+    affine: bool,
+    axis_name: str | None = None,
+    module_name: str | None = None,
+) -> nn.Module:
+    """Build one DARTS primitive by name (the op set of the paper's search space)."""
+    module_name = module_name or name
+    kw = dict(affine=affine, axis_name=axis_name, name=module_name)
+    if name == "none":
+        return Zero(stride, name=module_name)
+    if name == "max_pool_3x3":
+        return Pool("max", stride, name=module_name)
+    if name == "avg_pool_3x3":
+        return Pool("avg", stride, name=module_name)
+    if name == "skip_connect":
+        return Identity(name=module_name) if stride == 1 else FactorizedReduce(C, **kw)
+    if name == "sep_conv_3x3":
+        return SepConv(C, 3, stride, 1, **kw)
+    if name == "sep_conv_5x5":
+        return SepConv(C, 5, stride, 2, **kw)
+    if name == "sep_conv_7x7":
+        return SepConv(C, 7, stride, 3, **kw)
+    if name == "dil_conv_3x3":
+        return DilConv(C, 3, stride, 2, 2, **kw)
+    if name == "dil_conv_5x5":
+        return DilConv(C, 5, stride, 4, 2, **kw)
+    raise ValueError(f"unknown op {name!r}; valid ops: {', '.join(DARTS_OPS)}")
+
+
+DARTS_OPS = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "sep_conv_7x7",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+)

@@ -1,0 +1,120 @@
+"""The SearchSpace interface every strategy programs against, and the registry of spaces.
+
+A space is data plus pure functions: `init_alphas(rng)` gives α (a pytree separate from the
+weights), `supernet(num_classes)` a flax module applied as
+`apply({'params': w, 'batch_stats': s}, x, alphas, train)`, `derive(alphas)` the discrete
+architecture, and `network(arch, num_classes)` the discrete network built from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+import flax.linen as nn
+import jax
+
+from jaxnas.spaces import chain, darts, nb201
+
+
+class SearchSpace(Protocol):
+    name: str
+
+    def init_alphas(self, rng: jax.Array) -> dict: ...
+
+    def supernet(self, num_classes: int, axis_name: str | None = None) -> nn.Module: ...
+
+    def derive(self, alphas: Any) -> Any: ...
+
+    def network(self, arch: Any, num_classes: int, axis_name: str | None = None) -> nn.Module: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class DartsSpace:
+    """The DARTS cell space; `impl` picks the grouped (fast) or reference supernet."""
+
+    channels: int = 16
+    layers: int = 8
+    impl: str = "grouped"
+    name: str = "darts"
+
+    def init_alphas(self, rng):
+        return darts.init_alphas(rng)
+
+    def supernet(self, num_classes, axis_name=None):
+        from jaxnas.nn.supernet import DartsSupernet
+
+        return DartsSupernet(self.channels, self.layers, num_classes, impl=self.impl, axis_name=axis_name)
+
+    def derive(self, alphas):
+        return darts.derive(alphas)
+
+    def network(self, arch, num_classes, axis_name=None):
+        from jaxnas.nn.network import NetworkCIFAR
+
+        return NetworkCIFAR(arch, self.channels, self.layers, num_classes, axis_name=axis_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class NB201Space:
+    channels: int = 16
+    cells_per_stage: int = 5
+    name: str = "nb201"
+
+    def init_alphas(self, rng):
+        return nb201.init_alphas(rng)
+
+    def supernet(self, num_classes, axis_name=None):
+        from jaxnas.nn.nb201 import NB201Network
+
+        return NB201Network(self.channels, self.cells_per_stage, num_classes, axis_name=axis_name)
+
+    def derive(self, alphas):
+        return nb201.derive(alphas)
+
+    def network(self, arch, num_classes, axis_name=None):
+        from jaxnas.nn.nb201 import NB201Network
+
+        return NB201Network(self.channels, self.cells_per_stage, num_classes, arch=arch, axis_name=axis_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainSpace:
+    channels: int = 16
+    layers: int = 4
+    ops: tuple[str, ...] = chain.DEFAULT_CHAIN_OPS
+    name: str = "chain"
+
+    def __post_init__(self):
+        object.__setattr__(self, "ops", chain.check_ops(self.ops))
+
+    def init_alphas(self, rng):
+        return chain.init_alphas(rng, self.layers, len(self.ops))
+
+    def supernet(self, num_classes, axis_name=None):
+        from jaxnas.nn.chain import ChainNetwork
+
+        return ChainNetwork(self.channels, self.layers, num_classes, self.ops, axis_name=axis_name)
+
+    def derive(self, alphas):
+        return chain.derive(alphas, self.ops)
+
+    def network(self, arch, num_classes, axis_name=None):
+        from jaxnas.nn.chain import ChainNetwork
+
+        return ChainNetwork(self.channels, self.layers, num_classes, self.ops, arch=arch, axis_name=axis_name)
+
+
+SPACES = {"darts": DartsSpace, "nb201": NB201Space, "chain": ChainSpace}
+
+
+def get_space(name: str, **options: Any) -> SearchSpace:
+    """Build a space by name; unknown names and options raise an error listing the valid ones."""
+    if name not in SPACES:
+        raise ValueError(f"unknown search space {name!r}; valid spaces: {', '.join(SPACES)}")
+    cls = SPACES[name]
+    fields = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
+    bad = [k for k in options if k not in fields]
+    if bad:
+        raise ValueError(f"unknown option(s) {bad} for space {name!r}; valid options: {', '.join(fields)}")
+    return cls(**options)

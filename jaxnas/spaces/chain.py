@@ -1,0 +1,48 @@
+"""The chain-structured space: a sequence of layers, each a softmax(α)-weighted choice of ops."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+CHAIN_OPS: tuple[str, ...] = (
+    "conv_3x3",
+    "conv_5x5",
+    "sep_conv_3x3",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "identity",
+    "zero",
+)
+DEFAULT_CHAIN_OPS: tuple[str, ...] = ("conv_3x3", "conv_5x5", "max_pool_3x3", "identity")
+
+
+def check_ops(ops: tuple[str, ...]) -> tuple[str, ...]:
+    ops = tuple(ops)
+    if not ops:
+        raise ValueError(f"the chain space needs at least one op; valid ops: {', '.join(CHAIN_OPS)}")
+    for op in ops:
+        if op not in CHAIN_OPS:
+            raise ValueError(f"unknown chain op {op!r}; valid ops: {', '.join(CHAIN_OPS)}")
+    return ops
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainArch:
+    """One op per layer."""
+
+    ops: tuple[str, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "ops", check_ops(self.ops))
+
+
+def init_alphas(rng: jax.Array, layers: int, num_ops: int) -> dict:
+    return {"layers": 1e-3 * jax.random.normal(rng, (layers, num_ops))}
+
+
+def derive(alphas, ops: tuple[str, ...]) -> ChainArch:
+    a = np.asarray(alphas["layers"])
+    return ChainArch(tuple(ops[int(i)] for i in a.argmax(axis=-1)))

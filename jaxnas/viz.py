@@ -1,0 +1,81 @@
+"""Plots: cells as graphs (matplotlib only, so it works headless and without graphviz)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from jaxnas.spaces.darts import Genotype  # noqa: E402
+from jaxnas.spaces.nb201 import EDGES as NB201_EDGES  # noqa: E402
+from jaxnas.spaces.nb201 import NB201Arch  # noqa: E402
+
+OP_COLORS = {
+    "none": "#bbbbbb",
+    "max_pool_3x3": "#1f77b4",
+    "avg_pool_3x3": "#17becf",
+    "skip_connect": "#2ca02c",
+    "sep_conv_3x3": "#d62728",
+    "sep_conv_5x5": "#ff7f0e",
+    "sep_conv_7x7": "#8c564b",
+    "dil_conv_3x3": "#9467bd",
+    "dil_conv_5x5": "#e377c2",
+    "nor_conv_1x1": "#ff7f0e",
+    "nor_conv_3x3": "#d62728",
+}
+
+
+def _draw_graph(ax, labels: Sequence[str], positions, edges, title: str) -> None:
+    """Draw nodes at `positions` and `edges` as (src, dst, label) arrows."""
+    for src, dst, label in edges:
+        (x0, y0), (x1, y1) = positions[src], positions[dst]
+        rad = 0.25 if abs(y1 - y0) < 1e-6 and abs(x1 - x0) > 1.5 else 0.1
+        ax.annotate(
+            "", xy=(x1, y1), xytext=(x0, y0),
+            arrowprops=dict(arrowstyle="-|>", color=OP_COLORS.get(label, "k"), lw=1.6,
+                            shrinkA=14, shrinkB=14, connectionstyle=f"arc3,rad={rad}"),
+        )
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.12, label, fontsize=7, ha="center",
+                color=OP_COLORS.get(label, "k"), bbox=dict(fc="white", ec="none", alpha=0.8, pad=0.5))
+    for name, (x, y) in zip(labels, positions):
+        ax.text(x, y, name, ha="center", va="center", fontsize=9,
+                bbox=dict(boxstyle="round", fc="#fff5cc" if name.startswith("c_") else "#ddeeff", ec="k"))
+    ax.set_title(title)
+    ax.set_xlim(-0.8, max(p[0] for p in positions) + 0.8)
+    ax.set_ylim(min(p[1] for p in positions) - 0.8, max(p[1] for p in positions) + 0.8)
+    ax.axis("off")
+
+
+def _darts_cell(ax, pairs, concat, title: str) -> None:
+    steps = len(pairs) // 2
+    labels = ["c_{k-2}", "c_{k-1}"] + [str(i) for i in range(steps)] + ["c_{k}"]
+    positions = [(0.0, 1.0), (0.0, -1.0)]
+    positions += [(1.2 + 1.1 * i, 1.2 * (1 if i % 2 == 0 else -1) * (0.5 + 0.25 * i)) for i in range(steps)]
+    positions.append((1.4 + 1.1 * steps, 0.0))
+    edges = [(j, 2 + n // 2, op) for n, (op, j) in enumerate(pairs)]
+    edges += [(i, len(labels) - 1, "") for i in concat]
+    _draw_graph(ax, labels, positions, edges, title)
+
+
+def plot_genotype(genotype: Genotype, path: str, title: str = "") -> None:
+    """Save the normal and reduction cells of `genotype` side by side as a PNG."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    _darts_cell(axes[0], genotype.normal, genotype.normal_concat, f"{title} normal cell".strip())
+    _darts_cell(axes[1], genotype.reduce, genotype.reduce_concat, f"{title} reduction cell".strip())
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_nb201(arch: NB201Arch, path: str, title: str = "NAS-Bench-201 cell") -> None:
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    labels = [f"node {i}" for i in range(4)]
+    positions = [(0.0, 0.0), (1.5, 1.0), (3.0, -1.0), (4.5, 0.0)]
+    edges = [(j, i, op) for (i, j), op in zip(NB201_EDGES, arch.ops) if op != "none"]
+    _draw_graph(ax, labels, positions, edges, title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
