@@ -1,0 +1,79 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from jaxnas.nn import grouped
+from jaxnas.nn.ops import BatchNorm, FactorizedReduce, Pool, SepConv, darts_op
+
+
+def test_avg_pool_does_not_count_padding():
+    x = jnp.ones((1, 4, 4, 1))
+    y = Pool("avg").apply({}, x, False)
+    np.testing.assert_allclose(y, 1.0)  # counting the padding would give 4/9 in the corners
+
+
+def test_max_pool_pads_with_minus_infinity():
+    x = -jnp.ones((1, 4, 4, 2))
+    y = Pool("max", 2).apply({}, x, False)
+    assert y.shape == (1, 2, 2, 2)
+    np.testing.assert_allclose(y, -1.0)
+
+
+def test_factorized_reduce_matches_hand_computation():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 6, 6, 3))
+    fr = FactorizedReduce(4, affine=False)
+    v = fr.init(jax.random.key(0), x, False)
+    w1 = np.asarray(v["params"]["conv1"]["kernel"])[0, 0]  # (3, 2)
+    w2 = np.asarray(v["params"]["conv2"]["kernel"])[0, 0]
+    y, _ = fr.apply(v, x, True, mutable=["batch_stats"])
+    r = np.maximum(x, 0)
+    z = np.concatenate([r[:, ::2, ::2] @ w1, r[:, 1::2, 1::2] @ w2], axis=-1)
+    z = (z - z.mean((0, 1, 2))) / np.sqrt(z.var((0, 1, 2)) + 1e-5)
+    np.testing.assert_allclose(y, z, rtol=1e-5, atol=1e-5)
+
+
+def test_batchnorm_follows_pytorch():
+    rng = np.random.default_rng(1)
+    x = rng.normal(2.0, 3.0, size=(4, 3, 3, 5))
+    bn = BatchNorm(affine=True)
+    v = bn.init(jax.random.key(0), x, False)
+    y, upd = bn.apply(v, x, True, mutable=["batch_stats"])
+    mean, var = x.mean((0, 1, 2)), x.var((0, 1, 2))
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), rtol=1e-5, atol=1e-5)
+    n = 4 * 3 * 3
+    np.testing.assert_allclose(upd["batch_stats"]["mean"], 0.1 * mean, rtol=1e-5)
+    np.testing.assert_allclose(upd["batch_stats"]["var"], 0.9 + 0.1 * var * n / (n - 1), rtol=1e-5)
+    y_eval = bn.apply({**v, **upd}, x, False)
+    stats = upd["batch_stats"]
+    np.testing.assert_allclose(y_eval, (x - stats["mean"]) / np.sqrt(stats["var"] + 1e-5), rtol=1e-5)
+
+
+@pytest.mark.parametrize("affine,expected", [(False, 2 * (9 * 4 + 16)), (True, 2 * (9 * 4 + 16) + 2 * 2 * 4)])
+def test_sep_conv_parameter_count(affine, expected):
+    v = SepConv(4, 3, 1, 1, affine=affine).init(jax.random.key(0), jnp.zeros((1, 5, 5, 4)), False)
+    assert sum(p.size for p in jax.tree.leaves(v["params"])) == expected
+
+
+def test_unknown_op_names_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown op 'conv_9x9'.*sep_conv_3x3"):
+        darts_op("conv_9x9", 4, 1, True)
+
+
+@pytest.mark.parametrize("ks,stride,pad,dil", [(3, 1, 1, 1), (5, 2, 2, 1), (3, 2, 2, 2), (5, 1, 4, 2)])
+def test_depthwise_equals_xla_convolution(ks, stride, pad, dil):
+    kx, kw = jax.random.split(jax.random.key(ks * 10 + stride))
+    x = jax.random.normal(kx, (2, 7, 7, 3, 4))
+    w = jax.random.normal(kw, (3, ks, ks, 1, 4))
+    expected = grouped.depthwise_conv(x, w, stride, pad, dil)
+    np.testing.assert_allclose(grouped.depthwise(x, w, stride, pad, dil), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_depthwise_derivatives_match_finite_differences():
+    x = jax.random.normal(jax.random.key(0), (2, 5, 5, 2, 3))
+    w = jax.random.normal(jax.random.key(1), (2, 3, 3, 1, 3))
+    f = lambda x, w: grouped.depthwise(x, w, 2, 2, 2)  # noqa: E731
+    # Second order in both modes: the custom JVP must support forward-over-reverse HVPs.
+    check_grads(f, (x, w), order=2, modes=["fwd", "rev"], atol=1e-6, rtol=1e-6)

@@ -1,0 +1,136 @@
+"""The DARTS supernet: the grouped (fast) path against the per-edge reference, and its derivatives.
+
+Everything runs in float64 so that differences are real ones, not rounding; each network is
+compiled once per mode and shared between tests (XLA:CPU compile time dominates here).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxnas.nn.grouped import EdgeGroup
+from jaxnas.nn.supernet import DartsSupernet, grouped_variables_from_reference
+from jaxnas.spaces.darts import init_alphas
+
+C, LAYERS, BATCH, SIZE = 4, 3, 4, 8  # cells: normal, reduce, reduce (with a FactorizedReduce input)
+
+
+def loss_fn(net, params, stats, alphas, x, y):
+    logits, upd = net.apply({"params": params, "batch_stats": stats}, x, alphas, train=True, mutable=["batch_stats"])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, upd["batch_stats"])
+
+
+@functools.cache
+def setup():
+    x = jax.random.normal(jax.random.key(2), (BATCH, SIZE, SIZE, 3), jnp.float64)
+    y = jnp.arange(BATCH) % 10
+    alphas = jax.tree.map(lambda a: (300 * a).astype(jnp.float64), init_alphas(jax.random.key(1)))  # far from uniform
+    ref = DartsSupernet(C, LAYERS, 10, impl="reference")
+    fast = DartsSupernet(C, LAYERS, 10, impl="grouped")
+    v_ref = ref.init(jax.random.key(0), x, alphas, train=False)
+    v_ref = jax.tree.map(lambda t: t.astype(jnp.float64), v_ref)
+    return x, y, alphas, ref, fast, v_ref, grouped_variables_from_reference(v_ref)
+
+
+@functools.cache
+def grad_fn(impl):
+    """Jitted (loss, (logits, new stats)), (d params, d alphas) for one implementation."""
+    *_, ref, fast, _, _ = setup()
+    net = fast if impl == "grouped" else ref
+    return jax.jit(jax.value_and_grad(functools.partial(loss_fn, net), argnums=(0, 2), has_aux=True))
+
+
+@functools.cache
+def results(impl):
+    x, y, alphas, *_, v_ref, v_fast = setup()
+    v = v_fast if impl == "grouped" else v_ref
+    return grad_fn(impl)(v["params"], v["batch_stats"], alphas, x, y)
+
+
+def assert_trees_close(a, b, rtol, atol):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(p), np.asarray(q), rtol=rtol, atol=atol)
+
+
+def test_grouped_equals_reference_in_training_mode():
+    (loss_r, (logits_r, stats_r)), (gp_r, ga_r) = results("reference")
+    (loss_f, (logits_f, stats_f)), (gp_f, ga_f) = results("grouped")
+    np.testing.assert_allclose(logits_f, logits_r, rtol=1e-10, atol=1e-12)
+    assert_trees_close(ga_f, ga_r, rtol=1e-8, atol=1e-12)
+    assert_trees_close(gp_f, grouped_variables_from_reference({"params": gp_r})["params"], rtol=1e-8, atol=1e-12)
+    assert_trees_close(stats_f, grouped_variables_from_reference({"s": stats_r})["s"], rtol=1e-10, atol=1e-12)
+
+
+def test_grouped_equals_reference_in_eval_mode():
+    x, _, alphas, ref, fast, v_ref, v_fast = setup()
+    # Non-trivial running statistics, converted like any other variable.
+    (_, (_, stats_r)), _ = results("reference")
+    v_ref = {"params": v_ref["params"], "batch_stats": stats_r}
+    v_fast = grouped_variables_from_reference(v_ref)
+    out_r = jax.jit(lambda v: ref.apply(v, x, alphas, train=False))(v_ref)
+    out_f = jax.jit(lambda v: fast.apply(v, x, alphas, train=False))(v_fast)
+    np.testing.assert_allclose(out_f, out_r, rtol=1e-10, atol=1e-12)
+
+
+def test_same_parameter_count_in_both_layouts():
+    *_, v_ref, v_fast = setup()
+    count = lambda t: sum(leaf.size for leaf in jax.tree.leaves(t))  # noqa: E731
+    assert count(v_ref["params"]) == count(v_fast["params"])
+
+
+def test_alpha_gradient_is_finite_and_nonzero_on_every_edge():
+    _, (_, g_alpha) = results("grouped")
+    for kind in ("normal", "reduce"):
+        g = np.asarray(g_alpha[kind])
+        assert np.all(np.isfinite(g))
+        assert np.all(np.abs(g).sum(axis=1) > 0), f"{kind}: an edge gets no gradient"
+
+
+def test_alpha_gradient_matches_finite_differences():
+    x, y, alphas, *_, v_fast = setup()
+    f = lambda a: grad_fn("grouped")(v_fast["params"], v_fast["batch_stats"], a, x, y)[0][0]  # noqa: E731
+    _, (_, g) = results("grouped")
+    direction = jax.tree.map(lambda t: jax.random.normal(jax.random.key(7), t.shape, t.dtype), alphas)
+    eps = 1e-5
+    shift = lambda s: jax.tree.map(lambda a, d: a + s * eps * d, alphas, direction)  # noqa: E731
+    fd = (f(shift(1.0)) - f(shift(-1.0))) / (2 * eps)
+    analytic = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(direction)))
+    np.testing.assert_allclose(analytic, fd, rtol=1e-6)
+
+
+def test_hessian_vector_product_by_forward_over_reverse():
+    """jvp-of-grad (what the second-order estimators use) works through the fast path's edge group.
+
+    A strided group with its BNs, pools, FactorizedReduce and α mixing; the whole network's
+    second-order compile is too slow for the suite (measured in the benchmark instead).
+    """
+    x = jax.random.normal(jax.random.key(0), (4, 6, 6, 1, 4), jnp.float64)
+    w = jax.nn.softmax(jax.random.normal(jax.random.key(1), (2, 8), jnp.float64))
+    group = EdgeGroup(4, 2, 2)
+    v = jax.tree.map(lambda t: t.astype(jnp.float64), group.init(jax.random.key(2), x, w, False))
+    stats = v["batch_stats"]
+
+    def loss(p):
+        out, _ = group.apply({"params": p, "batch_stats": stats}, x, w, True, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(out))
+
+    params = v["params"]
+    grad_w = jax.jit(jax.grad(loss))
+    d = jax.tree.map(lambda t: jax.random.normal(jax.random.key(3), t.shape, t.dtype), params)
+    hvp = jax.jit(lambda p, d: jax.jvp(grad_w, (p,), (d,))[1])(params, d)
+    eps = 1e-6
+    fd = jax.tree.map(lambda a, b: (a - b) / (2 * eps),
+                      grad_w(jax.tree.map(lambda p, t: p + eps * t, params, d)),
+                      grad_w(jax.tree.map(lambda p, t: p - eps * t, params, d)))
+    assert_trees_close(hvp, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_unknown_impl_is_named():
+    x, _, alphas, *_ = setup()
+    with pytest.raises(ValueError, match="unknown supernet impl 'fastest'; valid: grouped, reference"):
+        DartsSupernet(C, LAYERS, impl="fastest").init(jax.random.key(0), x, alphas, train=False)
