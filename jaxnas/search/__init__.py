@@ -1,0 +1,1 @@
+"""Bilevel search: hypergradient estimators and (next) the search step, loop and CLI."""
