@@ -93,9 +93,12 @@ def unrolled(loss_fn, w, alphas, inner_opt, inner_state, train_batches, val_batc
         for batch in train_batches[:steps]:
             wk, state, _ = virtual_step(loss_fn, wk, a, inner_opt, state, batch, axis_name)
         loss, _ = loss_fn(wk, a, val_batch)
-        return _mean(loss, axis_name)
+        return loss  # this device's loss: the cross-device mean is taken of the gradient below
 
+    # Reverse mode through the virtual steps' gradient means hands every device the mean
+    # cotangent; each device's α-gradient is then its share, and their mean is the global one.
     val_loss, d_alpha = jax.value_and_grad(val_after_steps)(alphas)
+    val_loss, d_alpha = _mean(val_loss, axis_name), _mean(d_alpha, axis_name)
     return d_alpha, {"val_loss": val_loss, "hypergrad_norm": tree_norm(d_alpha)}
 
 
@@ -127,7 +130,7 @@ def implicit(loss_fn, w, alphas, inner_opt, inner_state, train_batches, val_batc
     grad_w_train = lambda p, a: _grad(loss_fn, 0, axis_name)(p, a, train)[1]  # noqa: E731
     hvp = lambda v: jax.jvp(lambda p: grad_w_train(p, alphas), (w,), (v,))[1]  # noqa: E731
     p = _inverse_hvp(hvp, g_w, method, iterations, step_size, tol)
-    mixed = jax.grad(lambda a: tree_dot(grad_w_train(w, a), p))(alphas)
+    mixed = _mean(jax.grad(lambda a: tree_dot(grad_w_train(w, a), p))(alphas), axis_name)
     d_alpha = jax.tree.map(jnp.subtract, g_alpha, mixed)
     return d_alpha, {"val_loss": val_loss, "hypergrad_norm": tree_norm(d_alpha)}
 

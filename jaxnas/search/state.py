@@ -1,0 +1,50 @@
+"""SearchState: everything a search step reads and writes, as one pytree (so it jits, shards and
+checkpoints as a unit), and the optimizers that DARTS uses, built from optax transformations."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class SearchState(flax.struct.PyTreeNode):
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    alphas: Any
+    weight_opt_state: Any
+    alpha_opt_state: Any
+    rng: jax.Array
+    nonfinite_steps: jax.Array  # how many steps were skipped for a non-finite loss or gradient
+
+
+def cosine_lr(lr: float, lr_min: float, epochs: int, steps_per_epoch: int, per_step: bool = False) -> Callable:
+    """DARTS's CosineAnnealingLR(epochs, eta_min), stepped per epoch (or per step if `per_step`)."""
+
+    def schedule(count):
+        epoch = count / steps_per_epoch if per_step else jnp.floor(count / steps_per_epoch)
+        return lr_min + 0.5 * (lr - lr_min) * (1 + jnp.cos(math.pi * jnp.minimum(epoch, epochs) / epochs))
+
+    return schedule
+
+
+def inner_optimizer(schedule, momentum: float = 0.9, weight_decay: float = 3e-4) -> optax.GradientTransformation:
+    """The weight update that second-order estimators differentiate: weight decay added to the
+    gradient, then SGD with momentum (PyTorch's SGD), without clipping — as in DARTS."""
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(schedule, momentum=momentum))
+
+
+def weight_optimizer(schedule, momentum: float = 0.9, weight_decay: float = 3e-4, clip_norm: float = 5.0):
+    """Gradient-norm clipping, then the inner optimizer; `state[1]` is the inner optimizer's state."""
+    return optax.chain(optax.clip_by_global_norm(clip_norm), inner_optimizer(schedule, momentum, weight_decay))
+
+
+def alpha_optimizer(lr: float = 3e-4, b1: float = 0.5, b2: float = 0.999, weight_decay: float = 1e-3):
+    """Adam with weight decay added to the gradient, as PyTorch's Adam does (not AdamW)."""
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr, b1=b1, b2=b2, eps=1e-8))

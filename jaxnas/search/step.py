@@ -1,0 +1,112 @@
+"""The bilevel search step: an α update from a hypergradient estimator, then a weight update.
+
+The step is written for one device's shard of the batch; `jaxnas.parallel.data_parallel` wraps
+it once. Gradients are averaged across devices where they are taken (inside the estimators too),
+and BN statistics are synchronised through the network's `axis_name`, so N devices compute what
+one device computes on the global batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from jaxnas.search import hypergrad
+from jaxnas.search.state import SearchState, alpha_optimizer, inner_optimizer, weight_optimizer
+
+
+def _all_finite(*trees) -> jax.Array:
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for t in trees for leaf in jax.tree.leaves(t)]))
+
+
+def init_state(net: nn.Module, alphas: Any, sample_x: jax.Array, rng: jax.Array, weight_opt, alpha_opt) -> SearchState:
+    init_rng, rng = jax.random.split(rng)
+    variables = net.init(init_rng, sample_x, alphas, train=False)
+    params = variables["params"]
+    return SearchState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        alphas=alphas,
+        weight_opt_state=weight_opt.init(params),
+        alpha_opt_state=alpha_opt.init(alphas),
+        rng=rng,
+        nonfinite_steps=jnp.zeros((), jnp.int32),
+    )
+
+
+def make_search_step(
+    net: nn.Module,
+    estimator: str,
+    schedule: Callable,
+    estimator_options: dict | None = None,
+    momentum: float = 0.9,
+    weight_decay: float = 3e-4,
+    clip_norm: float = 5.0,
+    alpha_lr: float = 3e-4,
+    alpha_betas: tuple[float, float] = (0.5, 0.999),
+    alpha_weight_decay: float = 1e-3,
+    axis_name: str | None = None,
+):
+    """Return (step, weight_opt, alpha_opt); step(state, train_batches, val_batch) -> (state, metrics).
+
+    `train_batches` is a tuple of (x, y) batches: the first trains the weights; `unrolled(k)`
+    unrolls through the first k.
+    """
+    estimate = hypergrad.get_estimator(estimator, **(estimator_options or {}))
+    inner = inner_optimizer(schedule, momentum, weight_decay)
+    weight_opt = weight_optimizer(schedule, momentum, weight_decay, clip_norm)
+    alpha_opt = alpha_optimizer(alpha_lr, *alpha_betas, alpha_weight_decay)
+
+    def mean(x):
+        return x if axis_name is None else lax.pmean(x, axis_name)
+
+    def step(state: SearchState, train_batches: Sequence, val_batch) -> tuple[SearchState, dict]:
+        def loss_fn(w, a, batch):
+            x, y = batch
+            logits, upd = net.apply(
+                {"params": w, "batch_stats": state.batch_stats}, x, a, train=True, mutable=["batch_stats"]
+            )
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+            return loss, (logits, upd["batch_stats"])
+
+        lr = schedule(state.step - state.nonfinite_steps)  # the number of weight updates made so far
+        extra = {"xi": lr} if estimator == "darts_fd" else {}
+        d_alpha, est = estimate(
+            loss_fn, state.params, state.alphas, inner, state.weight_opt_state[1], tuple(train_batches), val_batch,
+            axis_name=axis_name, **extra,
+        )
+        a_updates, alpha_opt_state = alpha_opt.update(d_alpha, state.alpha_opt_state, state.alphas)
+        alphas = optax.apply_updates(state.alphas, a_updates)
+
+        x, y = train_batches[0]
+        (loss, (logits, batch_stats)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params, alphas, (x, y))
+        loss, g = mean(loss), mean(g)
+        w_updates, weight_opt_state = weight_opt.update(g, state.weight_opt_state, state.params)
+        params = optax.apply_updates(state.params, w_updates)
+
+        ok = jnp.isfinite(loss) & jnp.isfinite(est["val_loss"]) & _all_finite(d_alpha, g)
+        new = state.replace(
+            params=params, batch_stats=batch_stats, alphas=alphas,
+            weight_opt_state=weight_opt_state, alpha_opt_state=alpha_opt_state,
+        )
+        # A non-finite step changes nothing but the counters; the caller decides when to stop.
+        new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
+        new = new.replace(step=state.step + 1, nonfinite_steps=state.nonfinite_steps + (~ok).astype(jnp.int32))
+        metrics = {
+            "train_loss": loss,
+            "train_acc": mean(jnp.mean(jnp.argmax(logits, -1) == y)),
+            "val_loss": est["val_loss"],
+            "hypergrad_norm": est["hypergrad_norm"],
+            "lr": lr,
+            "finite": ok,
+        }
+        return new, metrics
+
+    return step, weight_opt, alpha_opt
