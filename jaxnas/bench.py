@@ -3,9 +3,10 @@
     python -m jaxnas.bench --channels 8 --layers 5 --batch-size 32 --step weight
     python -m jaxnas.bench --impl reference --step weight --json
 
-Steps: `weight` (forward + backward + SGD-momentum update of the weights) and `first_order`
-(the α gradient on a validation batch, then the weight step). Times are medians after one
-warm-up call; compile time is `jit(...).lower(...).compile()` wall time.
+Steps: `weight` (forward + backward + SGD-momentum update of the weights only), or a full search
+step (`jaxnas.search.step`: the α update from a hypergradient estimator, then the weight update)
+with `--step first_order | darts_fd | unrolled | implicit`. Times are medians after one warm-up
+call; compile time is `jit(...).lower(...).compile()` wall time.
 """
 
 from __future__ import annotations
@@ -21,28 +22,32 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, replicate, shard_batch
+from jaxnas.search.hypergrad import ESTIMATORS
+from jaxnas.search.state import SearchState, cosine_lr
+from jaxnas.search.step import init_state, make_search_step
 from jaxnas.spaces.base import get_space
 
-STEPS = ("weight", "first_order")
+STEPS = ("weight",) + ESTIMATORS
 
 
-def build_step(kind: str, net, opt):
-    def loss(params, stats, alphas, x, y):
-        logits, upd = net.apply({"params": params, "batch_stats": stats}, x, alphas, train=True,
-                                mutable=["batch_stats"])
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd["batch_stats"]
+def weight_step(net, opt):
+    """Forward, backward and SGD-momentum update of the weights at fixed α (no search)."""
 
-    def weight_step(params, stats, opt_state, alphas, x, y):
-        (value, stats), g = jax.value_and_grad(loss, has_aux=True)(params, stats, alphas, x, y)
-        updates, opt_state = opt.update(g, opt_state, params)
-        return optax.apply_updates(params, updates), stats, opt_state, alphas, value
+    def step(state: SearchState, train_batches, val_batch):
+        x, y = train_batches[0]
 
-    def first_order_step(params, stats, opt_state, alphas, x, y):
-        g_alpha = jax.grad(lambda a: loss(params, stats, a, x, y)[0])(alphas)
-        alphas = jax.tree.map(lambda a, g: a - 3e-4 * g, alphas, g_alpha)
-        return weight_step(params, stats, opt_state, alphas, x, y)
+        def loss(params):
+            logits, upd = net.apply({"params": params, "batch_stats": state.batch_stats}, x, state.alphas,
+                                    train=True, mutable=["batch_stats"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd["batch_stats"]
 
-    return {"weight": weight_step, "first_order": first_order_step}[kind]
+        (value, stats), g = jax.value_and_grad(loss, has_aux=True)(state.params)
+        updates, opt_state = opt.update(g, state.weight_opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return state.replace(params=params, batch_stats=stats, weight_opt_state=opt_state), {"train_loss": value}
+
+    return step
 
 
 def run(channels: int, layers: int, batch_size: int, step: str, impl: str = "grouped", repeats: int = 5,
@@ -50,24 +55,32 @@ def run(channels: int, layers: int, batch_size: int, step: str, impl: str = "gro
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; valid steps: {', '.join(STEPS)}")
     space = get_space("darts", channels=channels, layers=layers, impl=impl)
-    net = space.supernet(10)
+    net = space.supernet(10, axis_name=DATA_AXIS)
     alphas = space.init_alphas(jax.random.key(1))
-    x = jax.random.normal(jax.random.key(2), (batch_size, image_size, image_size, 3), jnp.float32)
-    y = jnp.arange(batch_size) % 10
-    variables = jax.jit(lambda: net.init(jax.random.key(0), x[:2], alphas, train=False))()
-    opt = optax.chain(optax.add_decayed_weights(3e-4), optax.sgd(0.025, momentum=0.9))
-    state = (variables["params"], variables["batch_stats"], opt.init(variables["params"]), alphas)
-    fn = jax.jit(build_step(step, net, opt), donate_argnums=(0, 1, 2))
+    keys = jax.random.split(jax.random.key(2), 3)
+    batches = [(jax.random.normal(k, (batch_size, image_size, image_size, 3), jnp.float32),
+                jnp.arange(batch_size) % 10) for k in keys]
+    schedule = cosine_lr(0.025, 0.001, epochs=50, steps_per_epoch=100)
+    options = {"steps": 1} if step == "unrolled" else {}
+    search_step, w_opt, a_opt = make_search_step(net, step if step != "weight" else "first_order", schedule,
+                                                 options, axis_name=DATA_AXIS)
+    if step == "weight":
+        search_step = weight_step(net, w_opt)
+    init = jax.jit(lambda: init_state(space.supernet(10), alphas, batches[0][0][:2], jax.random.key(0), w_opt, a_opt))
+    mesh = data_mesh()
+    state = replicate(init(), mesh)
+    train, val = shard_batch((batches[0],), mesh), shard_batch(batches[1], mesh)
+    fn = data_parallel(search_step, mesh)
     t0 = time.perf_counter()
-    compiled = fn.lower(*state, x, y).compile()
+    compiled = fn.lower(state, train, val).compile()
     compile_seconds = time.perf_counter() - t0
-    *state, value = compiled(*state, x, y)
-    jax.block_until_ready(value)
+    state, metrics = compiled(state, train, val)
+    jax.block_until_ready(metrics)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        *state, value = compiled(*state, x, y)
-        jax.block_until_ready(value)
+        state, metrics = compiled(state, train, val)
+        jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     step_seconds = float(np.median(times))
     return {
@@ -85,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channels", type=int, default=8)
     p.add_argument("--layers", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--step", default="weight", help=f"one of {', '.join(STEPS)}")
+    p.add_argument("--step", default="first_order", help=f"one of {', '.join(STEPS)}")
     p.add_argument("--impl", default="grouped", help="grouped | reference")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", action="store_true")
