@@ -31,12 +31,28 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(np.array(devices), (DATA_AXIS,))
 
 
+def _global(tree, sharding: NamedSharding):
+    # Built from a callback so it also works when the mesh spans other hosts' devices: every
+    # process passes the same global value and contributes the pieces its devices hold.
+    def put(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return x
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree)
+
+
 def replicate(tree, mesh: Mesh):
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+    """Place `tree` (the same on every process) on every device of `mesh`."""
+    return _global(tree, NamedSharding(mesh, P()))
 
 
 def shard_batch(tree, mesh: Mesh):
-    return jax.device_put(tree, NamedSharding(mesh, P(DATA_AXIS)))
+    """Split a global batch (the same on every process) along its leading axis over `mesh`."""
+    return _global(tree, NamedSharding(mesh, P(DATA_AXIS)))
 
 
 def data_parallel(step: Callable, mesh: Mesh, donate_state: bool = True) -> Callable:

@@ -29,5 +29,8 @@ if __name__ == "__main__":
              for a, b in zip(jax.tree.leaves((one.params, one.alphas, one.batch_stats)),
                              jax.tree.leaves((many.params, many.alphas, many.batch_stats)))]
     moved = float(np.max(np.abs(np.asarray(one.alphas["layers"]) - np.asarray(build(estimator)[1].alphas["layers"]))))
+    if len(sys.argv) > 2:  # the N-device state, flattened as tests/multihost_check.py writes it
+        leaves = jax.tree.leaves((many.params, many.alphas, many.batch_stats))
+        np.save(sys.argv[2], np.concatenate([np.asarray(x).ravel() for x in leaves]))
     print(f"devices={jax.device_count()} max_diff={max(diffs):.3e} alpha_moved={moved:.3e} "
           f"loss1={float(m1['train_loss']):.6f} lossN={float(mn['train_loss']):.6f}")

@@ -1,6 +1,7 @@
 """The bilevel search step: hand-checked updates, non-finite handling, and N devices == 1 device."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -89,3 +90,31 @@ def test_four_devices_equal_one_device(estimator):
     assert fields["devices"] == "4"
     assert float(fields["alpha_moved"]) > 1e-5  # the steps did something
     assert float(fields["max_diff"]) < 1e-5, out.stdout  # weights, α and BN statistics after 3 steps
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process(tmp_path):
+    """2 processes x 2 CPU devices over loopback (jax.distributed + gloo) == 1 process x 4 devices."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    port = str(free_port())
+    script = os.path.join(ROOT, "tests", "multihost_check.py")
+    logs = [open(tmp_path / f"process{i}.log", "w+") for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, script, str(i), port, "darts_fd", str(tmp_path / "multi.npy")],
+                              stdout=log, stderr=subprocess.STDOUT, text=True, env=env) for i, log in enumerate(logs)]
+    for p, log in zip(procs, logs):
+        p.wait(timeout=600)
+        log.seek(0)
+        assert p.returncode == 0, log.read()[-2000:]
+        log.close()
+    single = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "parallel_check.py"), "darts_fd",
+                             str(tmp_path / "single.npy")], capture_output=True, text=True, timeout=600,
+                            env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+    assert single.returncode == 0, single.stderr[-2000:]
+    multi, one = np.load(tmp_path / "multi.npy"), np.load(tmp_path / "single.npy")
+    assert multi.shape == one.shape
+    np.testing.assert_allclose(multi, one, rtol=1e-5, atol=1e-6)
