@@ -24,8 +24,8 @@ import optax
 
 from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, replicate, shard_batch
 from jaxnas.search.hypergrad import ESTIMATORS
-from jaxnas.search.state import SearchState, cosine_lr
-from jaxnas.search.step import init_state, make_search_step
+from jaxnas.search.state import SearchState, alpha_optimizer, cosine_lr, weight_optimizer
+from jaxnas.search.step import init_state, make_search_step, supernet_loss
 from jaxnas.spaces.base import get_space
 
 STEPS = ("weight",) + ESTIMATORS
@@ -35,14 +35,8 @@ def weight_step(net, opt):
     """Forward, backward and SGD-momentum update of the weights at fixed α (no search)."""
 
     def step(state: SearchState, train_batches, val_batch):
-        x, y = train_batches[0]
-
-        def loss(params):
-            logits, upd = net.apply({"params": params, "batch_stats": state.batch_stats}, x, state.alphas,
-                                    train=True, mutable=["batch_stats"])
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd["batch_stats"]
-
-        (value, stats), g = jax.value_and_grad(loss, has_aux=True)(state.params)
+        loss = supernet_loss(net, state.batch_stats)
+        (value, (_, stats)), g = jax.value_and_grad(loss, has_aux=True)(state.params, state.alphas, train_batches[0])
         updates, opt_state = opt.update(g, state.weight_opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return state.replace(params=params, batch_stats=stats, weight_opt_state=opt_state), {"train_loss": value}
@@ -61,11 +55,11 @@ def run(channels: int, layers: int, batch_size: int, step: str, impl: str = "gro
     batches = [(jax.random.normal(k, (batch_size, image_size, image_size, 3), jnp.float32),
                 jnp.arange(batch_size) % 10) for k in keys]
     schedule = cosine_lr(0.025, 0.001, epochs=50, steps_per_epoch=100)
-    options = {"steps": 1} if step == "unrolled" else {}
-    search_step, w_opt, a_opt = make_search_step(net, step if step != "weight" else "first_order", schedule,
-                                                 options, axis_name=DATA_AXIS)
     if step == "weight":
+        w_opt, a_opt = weight_optimizer(schedule), alpha_optimizer()
         search_step = weight_step(net, w_opt)
+    else:
+        search_step, w_opt, a_opt = make_search_step(net, step, schedule, axis_name=DATA_AXIS)
     init = jax.jit(lambda: init_state(space.supernet(10), alphas, batches[0][0][:2], jax.random.key(0), w_opt, a_opt))
     mesh = data_mesh()
     state = replicate(init(), mesh)

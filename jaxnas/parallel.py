@@ -20,6 +20,11 @@ from jax.sharding import PartitionSpec as P
 DATA_AXIS = "data"
 
 
+def cross_device_mean(tree, axis_name: str | None):
+    """Average `tree` over the devices of `axis_name` (identity when it is None: one device)."""
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
 def initialize_distributed() -> None:
     """Join a multi-host run (TPU pods, or JAX_COORDINATOR_ADDRESS set); a no-op on one host."""
     if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("TPU_WORKER_HOSTNAMES"):

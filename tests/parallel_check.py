@@ -11,7 +11,7 @@ from jaxnas.parallel import data_mesh, data_parallel, replicate, shard_batch
 
 
 def run(estimator, devices, steps=3):
-    step, state, batches, _ = build(estimator, **({"steps": 1} if estimator == "unrolled" else {}))
+    step, state, batches, _ = build(estimator)
     mesh = data_mesh(devices)
     fn = data_parallel(step, mesh)
     state = replicate(state, mesh)
@@ -19,6 +19,12 @@ def run(estimator, devices, steps=3):
         train, val = batches[i % 2], batches[2 + i % 2]
         state, metrics = fn(state, shard_batch((train,), mesh), shard_batch(val, mesh))
     return jax.device_get(state), jax.device_get(metrics)
+
+
+def flat(state):
+    """Weights, α and BN statistics as one vector."""
+    return np.concatenate([np.asarray(x).ravel() for x in jax.tree.leaves((state.params, state.alphas,
+                                                                        state.batch_stats))])
 
 
 if __name__ == "__main__":
@@ -30,7 +36,6 @@ if __name__ == "__main__":
                              jax.tree.leaves((many.params, many.alphas, many.batch_stats)))]
     moved = float(np.max(np.abs(np.asarray(one.alphas["layers"]) - np.asarray(build(estimator)[1].alphas["layers"]))))
     if len(sys.argv) > 2:  # the N-device state, flattened as tests/multihost_check.py writes it
-        leaves = jax.tree.leaves((many.params, many.alphas, many.batch_stats))
-        np.save(sys.argv[2], np.concatenate([np.asarray(x).ravel() for x in leaves]))
+        np.save(sys.argv[2], flat(many))
     print(f"devices={jax.device_count()} max_diff={max(diffs):.3e} alpha_moved={moved:.3e} "
           f"loss1={float(m1['train_loss']):.6f} lossN={float(mn['train_loss']):.6f}")

@@ -2,12 +2,11 @@
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxnas.nn.chain import ChainNetwork
 from jaxnas.parallel import DATA_AXIS
 from jaxnas.search.state import cosine_lr
-from jaxnas.search.step import init_state, make_search_step
+from jaxnas.search.step import init_state, make_search_step, supernet_loss
 
 GLOBAL_BATCH = 8
 
@@ -29,6 +28,4 @@ def build(estimator: str, dtype=jnp.float32, **options):
 def plain_loss(w, alphas, batch, batch_stats):
     """The training loss on one device, without the data axis (for hand computations)."""
     net = ChainNetwork(C=4, layers=2, num_classes=3, ops=("conv_3x3", "identity", "max_pool_3x3"))
-    x, y = batch
-    logits, _ = net.apply({"params": w, "batch_stats": batch_stats}, x, alphas, True, mutable=["batch_stats"])
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return supernet_loss(net, batch_stats)(w, alphas, batch)[0]

@@ -23,8 +23,9 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from jaxnas.parallel import cross_device_mean as _mean
+
 LossFn = Callable[[Any, Any, Any], tuple[jax.Array, Any]]
-ESTIMATORS = ("first_order", "darts_fd", "unrolled", "implicit")
 
 
 def tree_dot(a, b) -> jax.Array:
@@ -33,10 +34,6 @@ def tree_dot(a, b) -> jax.Array:
 
 def tree_norm(a) -> jax.Array:
     return jnp.sqrt(tree_dot(a, a))
-
-
-def _mean(tree, axis_name):
-    return tree if axis_name is None else lax.pmean(tree, axis_name)
 
 
 def _grad(loss_fn: LossFn, argnum: int, axis_name: str | None):
@@ -135,12 +132,15 @@ def implicit(loss_fn, w, alphas, inner_opt, inner_state, train_batches, val_batc
     return d_alpha, {"val_loss": val_loss, "hypergrad_norm": tree_norm(d_alpha)}
 
 
+_TABLE = {"first_order": first_order, "darts_fd": darts_fd, "unrolled": unrolled, "implicit": implicit}
+ESTIMATORS = tuple(_TABLE)
+
+
 def get_estimator(name: str, **hp: Any) -> Callable:
     """The estimator `name` with its hyperparameters bound; unknown names list the valid ones."""
-    table = {"first_order": first_order, "darts_fd": darts_fd, "unrolled": unrolled, "implicit": implicit}
-    if name not in table:
+    if name not in _TABLE:
         raise ValueError(f"unknown estimator {name!r}; valid estimators: {', '.join(ESTIMATORS)}")
-    fn = table[name]
+    fn = _TABLE[name]
 
     def estimate(loss_fn, w, alphas, inner_opt, inner_state, train_batches: Sequence, val_batch, **more):
         return fn(loss_fn, w, alphas, inner_opt, inner_state, train_batches, val_batch, **hp, **more)

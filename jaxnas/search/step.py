@@ -15,14 +15,25 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from jax import lax
 
+from jaxnas.parallel import cross_device_mean
 from jaxnas.search import hypergrad
 from jaxnas.search.state import SearchState, alpha_optimizer, inner_optimizer, weight_optimizer
 
 
 def _all_finite(*trees) -> jax.Array:
     return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for t in trees for leaf in jax.tree.leaves(t)]))
+
+
+def supernet_loss(net: nn.Module, batch_stats: Any) -> Callable:
+    """loss_fn(w, α, (x, y)) -> (mean cross-entropy, (logits, new BN statistics)), in train mode."""
+
+    def loss_fn(w, a, batch):
+        x, y = batch
+        logits, upd = net.apply({"params": w, "batch_stats": batch_stats}, x, a, train=True, mutable=["batch_stats"])
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, upd["batch_stats"])
+
+    return loss_fn
 
 
 def init_state(net: nn.Module, alphas: Any, sample_x: jax.Array, rng: jax.Array, weight_opt, alpha_opt) -> SearchState:
@@ -65,17 +76,10 @@ def make_search_step(
     alpha_opt = alpha_optimizer(alpha_lr, *alpha_betas, alpha_weight_decay)
 
     def mean(x):
-        return x if axis_name is None else lax.pmean(x, axis_name)
+        return cross_device_mean(x, axis_name)
 
     def step(state: SearchState, train_batches: Sequence, val_batch) -> tuple[SearchState, dict]:
-        def loss_fn(w, a, batch):
-            x, y = batch
-            logits, upd = net.apply(
-                {"params": w, "batch_stats": state.batch_stats}, x, a, train=True, mutable=["batch_stats"]
-            )
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-            return loss, (logits, upd["batch_stats"])
-
+        loss_fn = supernet_loss(net, state.batch_stats)
         lr = schedule(state.step - state.nonfinite_steps)  # the number of weight updates made so far
         extra = {"xi": lr} if estimator == "darts_fd" else {}
         d_alpha, est = estimate(
