@@ -60,6 +60,13 @@ def shard_batch(tree, mesh: Mesh):
     return _global(tree, NamedSharding(mesh, P(DATA_AXIS)))
 
 
+def host_batch(tree, mesh: Mesh):
+    """Assemble a global batch from each process's own slice (multi-host data loading): every
+    process passes only its rows, in process order, and the result is split over `mesh`."""
+    sharding = NamedSharding(mesh, P(DATA_AXIS))
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+
+
 def data_parallel(step: Callable, mesh: Mesh, donate_state: bool = True) -> Callable:
     """jit(shard_map(step)): step(state, *batches) -> (state, metrics), all outputs replicated."""
 
@@ -74,3 +81,15 @@ def data_parallel(step: Callable, mesh: Mesh, donate_state: bool = True) -> Call
         return mapped(state, *batches)
 
     return jax.jit(wrapped, donate_argnums=(0,) if donate_state else ())
+
+
+def data_parallel_sum(fn: Callable, mesh: Mesh) -> Callable:
+    """jit(shard_map(fn)) for reductions: fn(state, *batches) returns totals already summed over
+    `DATA_AXIS` (with `lax.psum`), replicated on every device (evaluation)."""
+
+    def wrapped(state, *batches):
+        mapped = jax.shard_map(fn, mesh=mesh, in_specs=(P(),) + (P(DATA_AXIS),) * len(batches), out_specs=P(),
+                               check_vma=False)
+        return mapped(state, *batches)
+
+    return jax.jit(wrapped)

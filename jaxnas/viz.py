@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -78,4 +79,55 @@ def plot_nb201(arch: NB201Arch, path: str, title: str = "NAS-Bench-201 cell") ->
     _draw_graph(ax, labels, positions, edges, title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_chain(ops: Sequence[str], path: str, title: str = "chain") -> None:
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * (len(ops) + 1)), 2.2))
+    labels = ["input"] + [f"layer {i}" for i in range(len(ops))]
+    positions = [(1.5 * i, 0.0) for i in range(len(labels))]
+    _draw_graph(ax, labels, positions, [(i, i + 1, op) for i, op in enumerate(ops)], title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_arch(space_name: str, arch, path: str, title: str = "") -> None:
+    """Draw whatever `SearchSpace.derive` returned for the space `space_name`."""
+    if space_name == "darts":
+        plot_genotype(arch, path, title)
+    elif space_name == "nb201":
+        plot_nb201(arch, path, title or "NAS-Bench-201 cell")
+    else:
+        plot_chain(arch.ops, path, title or "chain")
+
+
+def plot_alpha_history(history: Sequence[dict], op_names: dict, path: str, epochs: Sequence[int] | None = None) -> None:
+    """softmax(α) per edge over the epochs: one panel per edge (row of α), one line per op.
+
+    `history[t][key]` is the (edges, ops) array of softmax weights after epoch `epochs[t]`.
+    """
+    keys = list(op_names)
+    epochs = list(epochs) if epochs is not None else list(range(1, len(history) + 1))
+    rows = sum(int(np.asarray(history[0][k]).shape[0]) for k in keys)
+    cols = min(7, rows)
+    grid = -(-rows // cols)
+    fig, axes = plt.subplots(grid, cols, figsize=(2.3 * cols, 1.9 * grid + 0.6), squeeze=False, sharex=True)
+    panel = 0
+    for key in keys:
+        series = np.stack([np.asarray(h[key]) for h in history])  # (T, edges, ops)
+        for e in range(series.shape[1]):
+            ax = axes[panel // cols][panel % cols]
+            for o, name in enumerate(op_names[key]):
+                ax.plot(epochs, series[:, e, o], color=OP_COLORS.get(name), lw=1.2, label=name)
+            ax.set_title(f"{key} {e}", fontsize=8)
+            ax.tick_params(labelsize=6)
+            panel += 1
+    for k in range(panel, grid * cols):
+        axes[k // cols][k % cols].axis("off")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(8, len(labels)), fontsize=7, frameon=False)
+    fig.suptitle("softmax(α) per edge over epochs", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    fig.savefig(path, dpi=110)
     plt.close(fig)

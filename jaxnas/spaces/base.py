@@ -28,6 +28,10 @@ class SearchSpace(Protocol):
 
     def network(self, arch: Any, num_classes: int, axis_name: str | None = None) -> nn.Module: ...
 
+    def op_names(self) -> dict[str, tuple[str, ...]]: ...
+
+    def arch_to_dict(self, arch: Any) -> dict: ...
+
 
 @dataclasses.dataclass(frozen=True)
 class DartsSpace:
@@ -48,6 +52,13 @@ class DartsSpace:
 
     def derive(self, alphas):
         return darts.derive(alphas)
+
+    def op_names(self):
+        """The op each column of α stands for, per α entry."""
+        return {"normal": darts.PRIMITIVES, "reduce": darts.PRIMITIVES}
+
+    def arch_to_dict(self, arch):
+        return arch.to_dict()
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.network import NetworkCIFAR
@@ -71,6 +82,12 @@ class NB201Space:
 
     def derive(self, alphas):
         return nb201.derive(alphas)
+
+    def op_names(self):
+        return {"cell": nb201.OPS}
+
+    def arch_to_dict(self, arch):
+        return {"nb201": arch.to_string()}
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.nb201 import NB201Network
@@ -98,6 +115,12 @@ class ChainSpace:
 
     def derive(self, alphas):
         return chain.derive(alphas, self.ops)
+
+    def op_names(self):
+        return {"layers": self.ops}
+
+    def arch_to_dict(self, arch):
+        return {"chain": list(arch.ops)}
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.chain import ChainNetwork

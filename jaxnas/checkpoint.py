@@ -1,0 +1,99 @@
+"""Checkpoints that never lose a run: Orbax's manager, restore-latest-good, keep the last k.
+
+A checkpoint holds the whole state pytree (weights, α, BN statistics, optimizer states, RNG, step)
+and a small JSON record (data position, epoch, config). Restoring uses the caller's freshly built
+state as the target, so optimizer states come back with their types and shardings. A checkpoint
+that fails to restore (damaged files, an empty step folder) is reported, moved aside into
+`damaged/` (never deleted), and the one before it is tried. Orbax writes into a temporary folder
+and renames it when complete, and deletes old checkpoints only after a newer one is finished.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _unwrap_keys(tree):
+    # Typed PRNG keys are stored as their raw key data (Orbax stores plain arrays).
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _rewrap_keys(restored, target):
+    return jax.tree.map(lambda r, t: jax.random.wrap_key_data(r, impl=jax.random.key_impl(t)) if _is_key(t) else r,
+                        restored, target)
+
+
+class Checkpointer:
+    """Save and restore (state, record) pairs under `directory`, keeping the newest `keep`."""
+
+    def __init__(self, directory: str, keep: int = 3):
+        self.directory = os.path.abspath(directory)
+        self.keep = keep
+        self._manager = self._open()
+
+    def _open(self) -> ocp.CheckpointManager:
+        options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True,
+                                               enable_async_checkpointing=False)
+        return ocp.CheckpointManager(self.directory, options=options)
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state: Any, record: dict) -> None:
+        """Write checkpoint `step` (blocking, on every process); a step already saved is left as is."""
+        if step in self._manager.all_steps():
+            return
+        args = ocp.args.Composite(state=ocp.args.StandardSave(_unwrap_keys(state)), record=ocp.args.JsonSave(record))
+        self._manager.save(step, args=args, force=True)
+        self._manager.wait_until_finished()
+
+    def restore_latest(self, target: Any) -> tuple[Any, dict] | None:
+        """The newest checkpoint that restores, as (state, record); None when there is none.
+
+        Checkpoints that fail are moved to `<directory>/damaged/` and reported, then older ones
+        are tried.
+        """
+        for step in reversed(self.steps()):
+            try:
+                args = ocp.args.Composite(state=ocp.args.StandardRestore(_unwrap_keys(target)),
+                                          record=ocp.args.JsonRestore())
+                restored = self._manager.restore(step, args=args)
+                return _rewrap_keys(restored["state"], target), dict(restored["record"])
+            except Exception as e:  # any failure to read means: do not trust this checkpoint
+                moved = self._set_aside(step)
+                message = str(e).splitlines()[0][:200] if str(e) else ""
+                logging.warning("checkpoint %d failed to restore (%s: %s); moved to %s, trying the previous one",
+                                step, type(e).__name__, message, moved)
+        return None
+
+    def _set_aside(self, step: int) -> str:
+        src = os.path.join(self.directory, str(step))
+        dst = os.path.join(os.path.dirname(self.directory), "damaged", f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if jax.process_index() == 0 and os.path.exists(src):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.move(src, dst)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"jaxnas_set_aside_{step}")
+        self._manager.close()
+        self._manager = self._open()
+        return dst
+
+    def reached_preemption(self, step: int) -> bool:
+        """True when the cluster (e.g. a TPU pod under maintenance) asked every process to stop."""
+        return self._manager.reached_preemption(step)
+
+    def close(self) -> None:
+        self._manager.close()

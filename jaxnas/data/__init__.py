@@ -1,0 +1,1 @@
+"""Data: TFDS pipelines (any TFDS image-classification set by name) and the offline digits set."""

@@ -1,0 +1,159 @@
+"""TFDS image-classification data for search and training, as host-side numpy batches.
+
+A split is read once through TFDS's random-access data source (`array_record`, no TensorFlow
+needed for `Tensor` features) into memory; every batch is then a pure function of
+(seed, epoch, step, process): the epoch's permutation comes from the seed, each process takes its
+own slice of every global batch, and augmentation draws from a generator seeded by the same
+numbers. That is what makes a resumed run replay exactly the batches an uninterrupted one sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from jaxnas.data import digits as _digits  # noqa: F401  (registers the offline `digits` builder)
+
+OFFLINE = ("digits",)
+
+
+class DataError(ValueError):
+    """A data set that is unknown, not an image classification set, or not available."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSet:
+    """One split in memory: uint8 images (N, H, W, C) and int32 labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, start: int, stop: int | None = None) -> ImageSet:
+        return ImageSet(self.images[start:stop], self.labels[start:stop], self.num_classes)
+
+
+def _builder(name: str, data_dir: str | None):
+    try:
+        builder = tfds.builder(name, data_dir=data_dir or None, file_format="array_record")
+    except tfds.core.registered.DatasetNotFoundError:
+        known = tfds.list_builders(with_community_datasets=False)
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+        hint = f"close matches: {', '.join(close)}" if close else "see tfds.list_builders()"
+        raise DataError(f"unknown data set {name!r}; offline: {', '.join(OFFLINE)}; any TFDS "
+                        f"image-classification set by name ({hint})") from None
+    keys = builder.info.supervised_keys
+    if not keys or keys[0] != "image" or "label" not in builder.info.features:
+        raise DataError(f"data set {name!r} is not an image classification set (it needs 'image' and 'label' "
+                        f"features); offline: {', '.join(OFFLINE)}")
+    return builder
+
+
+def check_dataset(name: str, data_dir: str | None = None) -> None:
+    """Fail fast (no download, no reading) if `name` is not a usable TFDS image-classification set."""
+    _builder(name, data_dir)
+
+
+def load_split(name: str, split: str, data_dir: str | None = None, download: bool = True) -> ImageSet:
+    """Read `split` of the TFDS data set `name` into memory (preparing it first if needed)."""
+    builder = _builder(name, data_dir)
+    if not builder.is_prepared():
+        if not download:
+            raise DataError(f"data set {name!r} is not prepared in {builder.data_dir} and downloads are off")
+        try:
+            builder.download_and_prepare()
+        except Exception as e:  # network, missing TensorFlow for Image features, disk: say which set failed
+            raise DataError(f"could not prepare data set {name!r} in {builder.data_dir}: "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    source = builder.as_data_source(split=split)
+    examples = [source[i] for i in range(len(source))]
+    images = np.stack([np.asarray(ex["image"], np.uint8) for ex in examples])
+    if images.ndim == 3:
+        images = images[..., None]
+    labels = np.asarray([ex["label"] for ex in examples], np.int32)
+    return ImageSet(images, labels, int(builder.info.features["label"].num_classes))
+
+
+def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of uint8 images, on the 0..1 scale."""
+    x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+    return x.mean(0).astype(np.float32), np.maximum(x.std(0), 1e-3).astype(np.float32)
+
+
+def normalize(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return ((images.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+
+
+def augment(images: np.ndarray, rng: np.random.Generator, crop_padding: int, flip: bool) -> np.ndarray:
+    """Random crop after zero padding by `crop_padding` pixels, and a random horizontal flip."""
+    n, h, w, _ = images.shape
+    out = images
+    if crop_padding:
+        p = crop_padding
+        padded = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
+        dy, dx = rng.integers(0, 2 * p + 1, size=(2, n))
+        out = np.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    if flip:
+        mirror = rng.random(n) < 0.5
+        out = np.where(mirror[:, None, None, None], out[:, :, ::-1], out)
+    return out
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, stream: int = 0) -> np.ndarray:
+    """The order of the examples in `epoch`: a function of (seed, stream, epoch) only."""
+    return np.random.default_rng([seed, stream, epoch]).permutation(n)
+
+
+@dataclasses.dataclass(frozen=True)
+class Batcher:
+    """Global batches of one split, each process holding its own contiguous slice.
+
+    `batch(epoch, step)` is deterministic, so resuming at (epoch, step) replays the same data.
+    `stream` separates independent orders over different splits (search-train vs search-val).
+    """
+
+    data: ImageSet
+    batch_size: int  # global, over all processes
+    seed: int
+    mean: np.ndarray
+    std: np.ndarray
+    stream: int = 0
+    crop_padding: int = 0
+    flip: bool = False
+    process_index: int = 0
+    process_count: int = 1
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.data) // self.batch_size
+
+    def batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """This process's slice of global batch `step` of `epoch` (`step` wraps around the epoch)."""
+        epoch, step = epoch + step // self.steps_per_epoch, step % self.steps_per_epoch
+        order = epoch_permutation(len(self.data), self.seed, epoch, self.stream)
+        local = self.batch_size // self.process_count
+        start = step * self.batch_size + self.process_index * local
+        idx = order[start:start + local]
+        images = self.data.images[idx]
+        if self.crop_padding or self.flip:
+            rng = np.random.default_rng([self.seed, self.stream, epoch, step, self.process_index, 1])
+            images = augment(images, rng, self.crop_padding, self.flip)
+        return normalize(images, self.mean, self.std), self.data.labels[idx]
+
+
+def eval_batches(data: ImageSet, batch_size: int, mean: np.ndarray, std: np.ndarray, process_index: int = 0,
+                 process_count: int = 1):
+    """The whole split in order, in global batches padded to full size: yields this process's
+    (images, labels, mask) slices; `mask` is 0 on padding so sums count every example once."""
+    local = batch_size // process_count
+    for start in range(0, len(data), batch_size):
+        idx = np.arange(start, start + batch_size)[process_index * local:(process_index + 1) * local]
+        mask = (idx < len(data)).astype(np.float32)
+        idx = np.minimum(idx, len(data) - 1)
+        yield normalize(data.images[idx], mean, std), data.labels[idx], mask

@@ -1,0 +1,128 @@
+"""The search configuration: every key a search reads, its default (the offline digits search),
+and the checks that turn a bad value into a one-line error before any expensive work.
+
+Experiment files in `configs/` start from `get_config()` and change what they need; the command
+line changes single keys (`--config.epochs=10`). A key that is not listed here does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from jaxnas.search.hypergrad import ESTIMATORS
+from jaxnas.spaces.base import SPACES
+
+STRATEGIES = ("darts",)
+IMPLEMENTATIONS = ("grouped", "reference")
+IMPLICIT_METHODS = ("cg", "neumann")
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """Offline default: first-order DARTS on scikit-learn's digits, minutes on a laptop CPU."""
+    c = ml_collections.ConfigDict()
+    # What to search on.
+    c.dataset = "digits"  # "digits" (offline) or any TFDS image-classification set, e.g. "cifar10"
+    c.data_dir = ""  # TFDS data directory; "" = TFDS's default (~/tensorflow_datasets)
+    c.train_portion = 0.5  # the train split's first part trains w, the rest (search-val) trains α
+    c.crop_padding = 1  # random crop after zero padding by this many pixels (CIFAR: 4)
+    c.flip = False  # random horizontal flips (CIFAR: True; digits are not mirror-symmetric)
+    # What to search.
+    c.space = "darts"  # one of SPACES
+    c.channels = 8
+    c.layers = 5  # cells (darts), cells per stage (nb201), layers (chain)
+    c.impl = "grouped"  # darts supernet implementation
+    # How to search.
+    c.strategy = "darts"
+    c.estimator = "first_order"  # one of ESTIMATORS
+    c.fd_eps_scale = 0.01  # darts_fd: ε = fd_eps_scale / ‖∇w' L_val‖
+    c.unroll_steps = 1  # unrolled: inner optimizer steps differentiated through
+    c.implicit_method = "cg"  # implicit: "cg" or "neumann"
+    c.implicit_iterations = 5
+    c.implicit_step_size = 0.01  # neumann step size
+    c.implicit_tol = 1e-10  # cg tolerance
+    c.epochs = 12
+    c.batch_size = 32  # global, over all devices and hosts
+    c.seed = 0
+    # Weight optimizer (SGD with momentum, cosine from lr to lr_min over the epochs).
+    c.lr = 0.05
+    c.lr_min = 0.001
+    c.momentum = 0.9
+    c.weight_decay = 3e-4
+    c.clip_norm = 5.0
+    # α optimizer (Adam with L2 weight decay, as DARTS).
+    c.alpha_lr = 3e-3
+    c.alpha_b1 = 0.5
+    c.alpha_b2 = 0.999
+    c.alpha_weight_decay = 1e-3
+    # Running.
+    c.eval_batch_size = 256
+    c.log_every_steps = 20
+    c.checkpoint_every_steps = 0  # 0: only at the end of every epoch
+    c.keep_checkpoints = 3
+    c.max_nonfinite_steps = 10  # stop after this many consecutive non-finite steps
+    c.compilation_cache = "~/.cache/jaxnas/xla"  # persistent XLA cache ("" to turn off)
+    c.plots = True
+    return c
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the valid choices."""
+
+
+def _choice(config, key: str, valid) -> None:
+    if config[key] not in valid:
+        raise ConfigError(f"unknown {key} {config[key]!r}; valid choices: {', '.join(map(str, valid))}")
+
+
+def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_count: int = 1) -> None:
+    """Raise ConfigError naming the first problem; cheap (reads no data, compiles nothing)."""
+    missing = sorted(set(get_config().keys()) - set(config.keys()))
+    extra = sorted(set(config.keys()) - set(get_config().keys()))
+    if extra:
+        raise ConfigError(f"unknown config key(s) {', '.join(extra)}; valid keys: {', '.join(sorted(get_config()))}")
+    if missing:
+        raise ConfigError(f"config is missing key(s) {', '.join(missing)}; start from "
+                          "jaxnas.search.config.get_config()")
+    _choice(config, "space", tuple(SPACES))
+    _choice(config, "strategy", STRATEGIES)
+    _choice(config, "estimator", ESTIMATORS)
+    _choice(config, "impl", IMPLEMENTATIONS)
+    _choice(config, "implicit_method", IMPLICIT_METHODS)
+    for key in ("epochs", "batch_size", "channels", "layers", "eval_batch_size", "unroll_steps", "keep_checkpoints",
+                "max_nonfinite_steps", "log_every_steps"):
+        if int(config[key]) < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+    if not 0.0 < config.train_portion < 1.0:
+        raise ConfigError(f"train_portion must be in (0, 1), got {config.train_portion!r}")
+    for key in ("batch_size", "eval_batch_size"):
+        if config[key] % device_count:
+            raise ConfigError(f"{key} {config[key]} does not split over {device_count} devices; use a multiple "
+                              f"of {device_count}")
+        if config[key] % process_count:
+            raise ConfigError(f"{key} {config[key]} does not split over {process_count} processes")
+
+
+def estimator_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The hyperparameters of the configured estimator, as `hypergrad.get_estimator` takes them."""
+    if config.estimator == "darts_fd":
+        return {"eps_scale": config.fd_eps_scale}
+    if config.estimator == "unrolled":
+        return {"steps": config.unroll_steps}
+    if config.estimator == "implicit":
+        return {"method": config.implicit_method, "iterations": config.implicit_iterations,
+                "step_size": config.implicit_step_size, "tol": config.implicit_tol}
+    return {}
+
+
+def train_batches_per_step(config: ml_collections.ConfigDict) -> int:
+    return config.unroll_steps if config.estimator == "unrolled" else 1
+
+
+def space_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    if config.space == "darts":
+        return {"channels": config.channels, "layers": config.layers, "impl": config.impl}
+    if config.space == "nb201":
+        return {"channels": config.channels, "cells_per_stage": config.layers}
+    return {"channels": config.channels, "layers": config.layers}

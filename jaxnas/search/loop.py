@@ -1,0 +1,314 @@
+"""The search run: config → data → state → step → epochs → outputs. It owns every side effect
+(files, logs, checkpoints, signals); the step it drives is pure.
+
+Each global step's batches are a function of (seed, step), and the checkpoint holds the whole state
+plus the epoch's running sums, so a run resumed from any checkpoint (after SIGKILL, SIGTERM or a
+damaged newest checkpoint) writes the same α, genotypes and metrics as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from jaxnas import viz
+from jaxnas.checkpoint import Checkpointer
+from jaxnas.compilation import enable_compilation_cache
+from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
+from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, data_parallel_sum, host_batch, replicate
+from jaxnas.search import config as config_lib
+from jaxnas.search.config import ConfigError
+from jaxnas.search.state import cosine_lr
+from jaxnas.search.step import init_state, make_search_step
+from jaxnas.spaces.base import get_space
+from jaxnas.writers import MetricsWriter, Progress
+
+# Keys that only change how a run is watched or stored, not what it computes: a resumed run may
+# change them. Any other difference from the workdir's saved config is an error.
+RUNTIME_KEYS = ("data_dir", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "compilation_cache",
+                "plots", "max_nonfinite_steps", "eval_batch_size")
+STEP_METRICS = ("train_loss", "train_acc", "val_loss", "hypergrad_norm")
+
+
+class NonFiniteError(RuntimeError):
+    """Too many consecutive non-finite steps; the last good checkpoint is kept."""
+
+
+def check_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Refuse a workdir that holds a run with a different config (names the differing keys)."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    now = json.loads(config.to_json())
+    diff = sorted(k for k in set(saved) | set(now) if k not in RUNTIME_KEYS and saved.get(k) != now.get(k))
+    if diff:
+        shown = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff[:4])
+        raise ConfigError(f"workdir {workdir} holds a run with a different config ({shown}); use a new --workdir "
+                          f"or the saved config")
+
+
+def _softmax(alphas: dict) -> dict:
+    return {k: np.asarray(jax.nn.softmax(jnp.asarray(v), axis=-1)) for k, v in alphas.items()}
+
+
+def alpha_entropy(alphas: dict) -> float:
+    """Mean entropy (nats) of softmax(α) over all edges: log(#ops) at the start, 0 when decided."""
+    ents = [-(p * np.log(np.maximum(p, 1e-30))).sum(-1) for p in _softmax(alphas).values()]
+    return float(np.mean(np.concatenate([e.ravel() for e in ents])))
+
+
+@dataclasses.dataclass
+class _EpochSums:
+    """Running sums of the per-step metrics of the current epoch (checkpointed mid-epoch)."""
+
+    sums: dict
+    finite_steps: int = 0
+    steps: int = 0
+    consecutive_nonfinite: int = 0
+
+    @classmethod
+    def empty(cls) -> _EpochSums:
+        return cls({k: 0.0 for k in STEP_METRICS})
+
+    def add(self, metrics: dict) -> None:
+        self.steps += 1
+        if bool(metrics["finite"]):
+            self.finite_steps += 1
+            self.consecutive_nonfinite = 0
+            for k in STEP_METRICS:
+                self.sums[k] += float(metrics[k])
+        else:
+            self.consecutive_nonfinite += 1
+
+    def means(self) -> dict:
+        return {k: v / max(self.finite_steps, 1) for k, v in self.sums.items()}
+
+
+class _StopSignal:
+    """SIGTERM / Ctrl-C: remember the request; the loop finishes the step, saves and exits."""
+
+    def __init__(self):
+        self.requested = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals stay with the caller
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.requested = signal.Signals(signum).name
+        logging.warning("%s received: finishing this step, saving a checkpoint, then exiting", self.requested)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Run (or resume, or just report) the search `config` in `workdir`; returns the last epoch record
+    (plus `stopped` when a signal ended it early)."""
+    pid, pcount = jax.process_index(), jax.process_count()
+    devices = jax.device_count()
+    # Everything cheap is checked before data is read or anything compiles.
+    config_lib.validate(config, devices, pcount)
+    try:
+        space = get_space(config.space, **config_lib.space_options(config))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    check_dataset(config.dataset, config.data_dir)
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    check_workdir(workdir, config)
+    writer_enabled = pid == 0
+    if writer_enabled:
+        for sub in ("genotypes", "alphas"):
+            os.makedirs(os.path.join(workdir, sub), exist_ok=True)
+        if not os.path.exists(os.path.join(workdir, "config.json")):
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config.to_json(indent=2))
+    enable_compilation_cache(config.compilation_cache)
+    logging.info("search %s/%s/%s on %s: %d device(s) (%s), %d process(es); workdir %s", config.space,
+                 config.strategy, config.estimator, config.dataset, devices, jax.devices()[0].platform, pcount, workdir)
+
+    # Data: the train split, first part for the weights, the rest (search-val) for α.
+    full = load_split(config.dataset, "train", config.data_dir)
+    n_train = int(len(full) * config.train_portion)
+    search_train, search_val = full.take(0, n_train), full.take(n_train)
+    mean, std = channel_stats(full.images)
+    batcher = dict(batch_size=config.batch_size, seed=config.seed, mean=mean, std=std,
+                   crop_padding=config.crop_padding, flip=config.flip, process_index=pid, process_count=pcount)
+    train_data = Batcher(search_train, stream=0, **batcher)
+    val_data = Batcher(search_val, stream=1, **batcher)
+    spe = min(train_data.steps_per_epoch, val_data.steps_per_epoch)
+    if spe < 1:
+        raise DataError(f"batch_size {config.batch_size} is larger than the search-train/val splits "
+                        f"({len(search_train)}/{len(search_val)} examples)")
+    total = spe * config.epochs
+    k = config_lib.train_batches_per_step(config)
+
+    # State and the compiled step.
+    schedule = cosine_lr(config.lr, config.lr_min, config.epochs, spe)
+    net = space.supernet(full.num_classes, axis_name=DATA_AXIS)
+    step_fn, w_opt, a_opt = make_search_step(
+        net, config.estimator, schedule, config_lib.estimator_options(config), momentum=config.momentum,
+        weight_decay=config.weight_decay, clip_norm=config.clip_norm, alpha_lr=config.alpha_lr,
+        alpha_betas=(config.alpha_b1, config.alpha_b2), alpha_weight_decay=config.alpha_weight_decay,
+        axis_name=DATA_AXIS)
+    alpha_rng, weight_rng = jax.random.split(jax.random.key(config.seed))
+    sample = jnp.zeros((2,) + search_train.images.shape[1:], jnp.float32)
+    init = jax.jit(lambda: init_state(space.supernet(full.num_classes), space.init_alphas(alpha_rng), sample,
+                                      weight_rng, w_opt, a_opt))
+    mesh = data_mesh()
+    state = replicate(init(), mesh)
+
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+    restored = ckpt.restore_latest(state)
+    sums = _EpochSums.empty()
+    if restored is not None:
+        state, record = restored
+        sums = _EpochSums(**record["sums"])
+        logging.info("resumed from checkpoint at step %d (epoch %d, step %d of %d)", record["step"],
+                     record["step"] // spe + 1, record["step"] % spe, spe)
+    step = int(jax.device_get(state.step))
+    writer = MetricsWriter(workdir, enabled=writer_enabled)
+    writer.keep_epochs_before(step // spe + 1)
+
+    if step == 0 and writer_enabled:  # the starting point of the α plot
+        np.savez(os.path.join(workdir, "alphas", "epoch_000.npz"),
+                 **{k: np.asarray(v) for k, v in jax.device_get(state.alphas).items()})
+    train_step = data_parallel(step_fn, mesh)
+
+    def eval_totals(state, x, y, mask):
+        logits = net.apply({"params": state.params, "batch_stats": state.batch_stats}, x, state.alphas, train=False)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+        return jax.lax.psum(jnp.stack([(ce * mask).sum(), (correct * mask).sum(), mask.sum()]), DATA_AXIS)
+
+    evaluate = data_parallel_sum(eval_totals, mesh)
+    progress = Progress(total, spe, config.epochs, config.batch_size, enabled=writer_enabled)
+    pending: list[dict] = []
+
+    def flush() -> None:
+        for m in jax.device_get(pending):
+            sums.add(m)
+            if sums.consecutive_nonfinite >= config.max_nonfinite_steps:
+                raise NonFiniteError(
+                    f"{sums.consecutive_nonfinite} consecutive non-finite steps (loss or gradient NaN/inf) up to step "
+                    f"{step}; stopped without saving; the last good checkpoint is kept in {ckpt.directory} "
+                    f"(steps {ckpt.steps()}); lower lr/alpha_lr or raise max_nonfinite_steps")
+        if pending:
+            progress.update(step, float(jax.device_get(pending[-1]["train_loss"])))
+        pending.clear()
+
+    def save() -> None:
+        flush()
+        ckpt.save(step, state, {"step": step, "sums": dataclasses.asdict(sums)})
+
+    last = None
+    t_epoch = time.perf_counter()
+    first = True
+    with _StopSignal() as stop:
+        if step < total:
+            logging.info("compiling the search step (minutes on a CPU; cached for reruns)")
+        while step < total:
+            epoch, s = divmod(step, spe)
+            train_batches = tuple(host_batch(train_data.batch(epoch, s + i), mesh) for i in range(k))
+            val_batch = host_batch(val_data.batch(epoch, s), mesh)
+            state, metrics = train_step(state, train_batches, val_batch)
+            step += 1
+            pending.append(metrics)
+            if first:
+                jax.block_until_ready(metrics)
+                logging.info("first step done in %.1f s (compilation included)", time.perf_counter() - t_epoch)
+                first = False
+                flush()
+            elif step % config.log_every_steps == 0:
+                flush()
+            if step % spe == 0:
+                flush()
+                last = _end_epoch(config, space, workdir, writer, state, evaluate, full, search_val, mean, std, mesh,
+                                  step // spe, step, sums, time.perf_counter() - t_epoch, devices)
+                sums = _EpochSums.empty()
+                save()
+                t_epoch = time.perf_counter()
+            elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+                save()
+            if stop.requested or ckpt.reached_preemption(step):
+                save()
+                logging.warning("stopped at step %d of %d (%s); checkpoint saved; rerun the same command to resume",
+                                step, total, stop.requested or "preemption")
+                writer.close()
+                ckpt.close()
+                return {"stopped": True, "step": step}
+    if last is None:  # the run was already complete: rewrite the final outputs from the checkpoint
+        logging.info("the run in %s is already complete (%d steps)", workdir, total)
+    _write_final(space, workdir, state, writer_enabled)
+    writer.close()
+    ckpt.close()
+    return last or {"step": step}
+
+
+def _end_epoch(config, space, workdir, writer, state, evaluate, full, search_val, mean, std, mesh, epoch, step, sums,
+               seconds, devices) -> dict:
+    """Evaluate on search-val, derive the genotype, write this epoch's record, α and plots."""
+    totals = np.zeros(3)
+    pid, pcount = jax.process_index(), jax.process_count()
+    for x, y, mask in eval_batches(search_val, config.eval_batch_size, mean, std, pid, pcount):
+        totals += np.asarray(jax.device_get(evaluate(state, *host_batch((x, y, mask), mesh))), np.float64)
+    alphas = {k: np.asarray(v) for k, v in jax.device_get(state.alphas).items()}
+    arch = space.derive(alphas)
+    means = sums.means()
+    record = {"epoch": epoch, "step": step, "train_loss": means["train_loss"], "train_acc": means["train_acc"],
+              "val_loss": totals[0] / totals[2], "val_acc": totals[1] / totals[2],
+              "alpha_step_val_loss": means["val_loss"], "hypergrad_norm": means["hypergrad_norm"],
+              "lr": float(cosine_lr(config.lr, config.lr_min, config.epochs, 1)(epoch - 1)),
+              "alpha_entropy": alpha_entropy(alphas), "nonfinite_steps": sums.steps - sums.finite_steps,
+              "seconds": seconds, "devices": devices, "genotype": space.arch_to_dict(arch)}
+    record = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in record.items()}
+    logging.info("epoch %d/%d: train loss %.4f acc %.4f | search-val acc %.4f | α entropy %.3f | %.1f s",
+                 epoch, config.epochs, record["train_loss"], record["train_acc"], record["val_acc"],
+                 record["alpha_entropy"], seconds)
+    if pid != 0:
+        return record
+    with open(os.path.join(workdir, "genotypes", f"epoch_{epoch:03d}.json"), "w") as f:
+        json.dump(space.arch_to_dict(arch), f, indent=1)
+    np.savez(os.path.join(workdir, "alphas", f"epoch_{epoch:03d}.npz"), **alphas)
+    writer.write(record, step)
+    if config.plots:
+        viz.plot_arch(space.name, arch, os.path.join(workdir, "cells.png"), f"epoch {epoch}")
+        history, epochs = [], []
+        for e in range(0, epoch + 1):
+            path = os.path.join(workdir, "alphas", f"epoch_{e:03d}.npz")
+            if os.path.exists(path):
+                with np.load(path) as z:
+                    history.append(_softmax(dict(z)))
+                epochs.append(e)
+        viz.plot_alpha_history(history, space.op_names(), os.path.join(workdir, "alphas.png"), epochs)
+    return record
+
+
+def _write_final(space, workdir: str, state, enabled: bool) -> None:
+    alphas = {k: np.asarray(v) for k, v in jax.device_get(state.alphas).items()}
+    if not enabled:
+        return
+    np.savez(os.path.join(workdir, "alphas.npz"), **alphas)
+    with open(os.path.join(workdir, "genotype.json"), "w") as f:
+        json.dump(space.arch_to_dict(space.derive(alphas)), f, indent=1)
