@@ -16,6 +16,28 @@ from jaxnas.search import config as default_config
 from jaxnas.search.config import ConfigError
 from jaxnas.search.loop import NonFiniteError, run
 
+
+def check_override_keys(argv: list[str]) -> None:
+    """`--config.<key>=...` for a key that does not exist: one line naming the valid keys (ml_collections
+    would raise a traceback from inside flag parsing)."""
+    valid = set(default_config.get_config().keys())
+    for arg in argv[1:]:
+        if arg.startswith("--config=") or arg.startswith("--config "):
+            path = arg[len("--config="):].split(":")[0]
+            if not os.path.isfile(path):
+                here = os.path.join(os.path.dirname(path) or ".", "")
+                choices = sorted(f for f in os.listdir(here) if f.endswith(".py")) if os.path.isdir(here) else []
+                print(f"error: config file {path!r} not found; files in {here}: {', '.join(choices) or 'none'}",
+                      file=sys.stderr)
+                sys.exit(2)
+        if arg.startswith("--config."):
+            key = arg[len("--config."):].split("=")[0].split(".")[0]
+            if key not in valid:
+                print(f"error: unknown config key {key!r}; valid keys: {', '.join(sorted(valid))}", file=sys.stderr)
+                sys.exit(2)
+
+
+check_override_keys(sys.argv)  # before the config flag is defined: defining it applies the overrides
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.abspath(default_config.__file__), "search config file (get_config() -> ConfigDict)",
     lock_config=True)

@@ -1,0 +1,73 @@
+"""Checkpoints: a bit-exact round trip of a whole SearchState (typed PRNG key and optax states keep
+their types), keep-last-k, and fallback past a damaged or empty newest checkpoint."""
+
+import os
+
+import jax
+import numpy as np
+import optax
+import pytest
+from search_problem import build
+
+from jaxnas.checkpoint import Checkpointer
+from jaxnas.parallel import data_mesh, data_parallel, replicate, shard_batch
+
+
+def _leaves(state):
+    return [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+            for x in jax.tree.leaves(state)]
+
+
+@pytest.fixture(scope="module")
+def states():
+    step, state, batches, _ = build("first_order")
+    mesh = data_mesh(jax.devices()[:1])
+    step = data_parallel(step, mesh, donate_state=False)
+    state = replicate(state, mesh)
+    out = [state]
+    for _ in range(3):
+        state, _ = step(state, shard_batch((batches[0],), mesh), shard_batch(batches[2], mesh))
+        out.append(state)
+    return out
+
+
+def _assert_same(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(_leaves(a), _leaves(b)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+
+
+def test_round_trip_is_bit_exact_and_keeps_types(tmp_path, states):
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), keep=2)
+    for i, s in enumerate(states[1:], start=1):
+        ckpt.save(i, s, {"step": i})
+    assert ckpt.steps() == [2, 3]  # keeps the newest two
+    restored, record = ckpt.restore_latest(states[0])
+    assert record == {"step": 3}
+    _assert_same(restored, states[3])
+    assert jax.dtypes.issubdtype(restored.rng.dtype, jax.dtypes.prng_key)
+    assert isinstance(restored.weight_opt_state[1][1][0], optax.TraceState)
+
+
+def test_damaged_and_empty_newest_checkpoints_fall_back(tmp_path, states):
+    root = tmp_path / "ckpt"
+    ckpt = Checkpointer(str(root), keep=5)
+    for i in (1, 2):
+        ckpt.save(i, states[i], {"step": i})
+    # Damage step 2: overwrite every data file with garbage.
+    for dirpath, _, files in os.walk(root / "2"):
+        for f in files:
+            with open(os.path.join(dirpath, f), "wb") as fh:
+                fh.write(b"\x00garbage")
+    os.makedirs(root / "7")  # an empty step folder, which Orbax lists as the latest
+    restored, record = Checkpointer(str(root), keep=5).restore_latest(states[0])
+    assert record == {"step": 1}
+    _assert_same(restored, states[1])
+    damaged = sorted(os.listdir(tmp_path / "damaged"))
+    assert [d.split("-")[0] for d in damaged] == ["2", "7"]  # set aside, not deleted
+    assert Checkpointer(str(root)).steps() == [1]
+
+
+def test_nothing_to_restore_returns_none(tmp_path, states):
+    assert Checkpointer(str(tmp_path / "empty")).restore_latest(states[0]) is None

@@ -1,0 +1,221 @@
+"""`python -m jaxnas.search` end to end, as a user runs it (subprocesses, real signals):
+outputs, exact resume after SIGKILL / SIGTERM / a damaged newest checkpoint, bad input, 4 devices.
+
+The loop tests search the tiny chain space on the real digits data, so each run compiles in seconds;
+the persistent compilation cache (one per test session) makes reruns skip compilation.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxnas.search import loop
+from jaxnas.search.config import ConfigError, get_config
+from jaxnas.spaces.darts import Genotype
+
+CHAIN = ["--config.space=chain", "--config.channels=4", "--config.layers=2", "--config.batch_size=16",
+         "--config.epochs=3", "--config.checkpoint_every_steps=10", "--config.log_every_steps=10"]
+EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "alpha_entropy", "hypergrad_norm",
+              "seconds", "devices"}
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search_run")
+    return {"data_dir": str(root / "tfds"), "cache": str(root / "xla")}
+
+
+def _env(devices=None):
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
+    if devices:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def _cmd(shared, workdir, *flags):
+    return [sys.executable, "-m", "jaxnas.search", f"--workdir={workdir}", f"--config.data_dir={shared['data_dir']}",
+            f"--config.compilation_cache={shared['cache']}", *flags]
+
+
+def _search(shared, workdir, *flags, devices=None, timeout=600):
+    r = subprocess.run(_cmd(shared, workdir, *flags), env=_env(devices), capture_output=True, text=True,
+                       timeout=timeout)
+    return r
+
+
+def _ok(r):
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def _outputs(workdir):
+    with np.load(os.path.join(workdir, "alphas.npz")) as z:
+        alphas = {k: z[k] for k in z}
+    with open(os.path.join(workdir, "genotype.json")) as f:
+        genotype = json.load(f)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        metrics = [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in f]
+    return alphas, genotype, metrics
+
+
+def _assert_same_run(a, b):
+    (alphas_a, geno_a, metrics_a), (alphas_b, geno_b, metrics_b) = _outputs(a), _outputs(b)
+    assert alphas_a.keys() == alphas_b.keys()
+    for k in alphas_a:
+        np.testing.assert_array_equal(alphas_a[k], alphas_b[k])
+    assert geno_a == geno_b
+    assert metrics_a == metrics_b
+
+
+def _checkpoints(workdir):
+    d = os.path.join(workdir, "checkpoints")
+    return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(d) else []
+
+
+def _start_and_signal(shared, workdir, sig):
+    """Start a search, send `sig` once its first checkpoint exists; return the finished process' stderr."""
+    p = subprocess.Popen(_cmd(shared, workdir, *CHAIN), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    deadline = time.time() + 300
+    while not _checkpoints(workdir) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert p.poll() is None, "the run ended before it could be interrupted"
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=300)
+    assert not os.path.exists(os.path.join(workdir, "genotype.json"))  # it really stopped early
+    return p.returncode, err
+
+
+@pytest.fixture(scope="module")
+def reference(shared, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("reference"))
+    r = _ok(_search(shared, workdir, *CHAIN))
+    return workdir, r.stderr
+
+
+def test_uninterrupted_run_writes_every_output(reference):
+    workdir, log = reference
+    _, genotype, metrics = _outputs(workdir)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert all(EPOCH_KEYS <= set(m) | {"seconds"} for m in metrics)
+    assert len(genotype["chain"]) == 2
+    assert sorted(os.listdir(os.path.join(workdir, "genotypes"))) == [f"epoch_00{e}.json" for e in (1, 2, 3)]
+    assert sorted(os.listdir(os.path.join(workdir, "alphas"))) == [f"epoch_00{e}.npz" for e in (0, 1, 2, 3)]
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+    for png in ("cells.png", "alphas.png"):
+        with open(os.path.join(workdir, png), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert re.search(r"steps/s, \d+ images/s .* ETA \d+:\d\d:\d\d", log)
+    assert "1 device(s)" in log
+    # The final α moved away from its initialisation and the final genotype is derived from it.
+    with np.load(os.path.join(workdir, "alphas", "epoch_000.npz")) as z0:
+        assert not np.allclose(z0["layers"], _outputs(workdir)[0]["layers"])
+
+
+def test_rerunning_a_finished_run_changes_nothing(shared, reference, tmp_path):
+    workdir = str(tmp_path / "copy")
+    shutil.copytree(reference[0], workdir)
+    r = _ok(_search(shared, workdir, *CHAIN))
+    assert "already complete" in r.stderr
+    _assert_same_run(reference[0], workdir)
+
+
+def test_sigkill_after_a_checkpoint_then_rerun_equals_uninterrupted(shared, reference, tmp_path):
+    workdir = str(tmp_path / "killed")
+    _start_and_signal(shared, workdir, signal.SIGKILL)
+    r = _ok(_search(shared, workdir, *CHAIN))
+    assert "resumed from checkpoint" in r.stderr
+    _assert_same_run(reference[0], workdir)
+
+
+def test_sigterm_saves_the_step_it_stopped_at_and_resumes_exactly(shared, reference, tmp_path):
+    workdir = str(tmp_path / "terminated")
+    rc, err = _start_and_signal(shared, workdir, signal.SIGTERM)
+    assert rc == 0, err[-2000:]
+    stopped = int(re.search(r"stopped at step (\d+)", err).group(1))
+    assert _checkpoints(workdir)[-1] == stopped
+    _ok(_search(shared, workdir, *CHAIN))
+    _assert_same_run(reference[0], workdir)
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_one_before(shared, reference, tmp_path):
+    workdir = str(tmp_path / "damaged")
+    shutil.copytree(reference[0], workdir)
+    for name in ("genotype.json", "alphas.npz"):
+        os.remove(os.path.join(workdir, name))
+    newest = _checkpoints(workdir)[-1]
+    for dirpath, _, files in os.walk(os.path.join(workdir, "checkpoints", str(newest))):
+        for f in files:
+            with open(os.path.join(dirpath, f), "wb") as fh:
+                fh.write(b"not a checkpoint")
+    r = _ok(_search(shared, workdir, *CHAIN))
+    assert f"checkpoint {newest} failed to restore" in r.stderr
+    assert os.listdir(os.path.join(workdir, "damaged"))  # set aside, not deleted
+    _assert_same_run(reference[0], workdir)
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--config.estimator=second_order", "unknown estimator 'second_order'; valid choices: first_order, darts_fd"),
+    ("--config.space=nb301", "unknown space 'nb301'; valid choices: darts, nb201, chain"),
+    ("--config.dataset=cifar1O", "unknown data set 'cifar1O'.*close matches: .*cifar10"),
+    ("--config.learning_rate=0.1", "unknown config key 'learning_rate'; valid keys: .*lr"),
+    ("--config.batch_size=0", "batch_size must be a positive integer"),
+])
+def test_bad_input_is_one_line_before_any_work(shared, tmp_path, flag, message):
+    workdir = str(tmp_path / "bad")
+    r = _search(shared, workdir, *CHAIN, flag)
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and re.search(message, last), r.stderr[-2000:]
+    assert not os.path.exists(os.path.join(workdir, "checkpoints"))
+
+
+def test_a_workdir_with_a_different_config_is_refused_untouched(shared, reference, tmp_path):
+    workdir = str(tmp_path / "other")
+    shutil.copytree(reference[0], workdir)
+    before = {(d, f, os.stat(os.path.join(d, f)).st_mtime_ns) for d, _, fs in os.walk(workdir) for f in fs}
+    r = _search(shared, workdir, *CHAIN, "--config.seed=1")
+    assert r.returncode == 2
+    assert re.search(r"error: workdir .* holds a run with a different config \(seed: saved 0, now 1\)",
+                     r.stderr.strip().splitlines()[-1])
+    after = {(d, f, os.stat(os.path.join(d, f)).st_mtime_ns) for d, _, fs in os.walk(workdir) for f in fs}
+    assert before == after
+
+
+def test_consecutive_nonfinite_steps_stop_with_a_clear_error(shared, tmp_path):
+    config = get_config()
+    config.update(dict(space="chain", channels=4, layers=2, batch_size=16, epochs=2, lr=1e30, clip_norm=1e30,
+                       max_nonfinite_steps=3, log_every_steps=1, checkpoint_every_steps=0,
+                       data_dir=shared["data_dir"], compilation_cache=shared["cache"], plots=False))
+    workdir = str(tmp_path / "nan")
+    with pytest.raises(loop.NonFiniteError, match="3 consecutive non-finite steps .* last good checkpoint is kept"):
+        loop.run(config, workdir)
+    assert _checkpoints(workdir) == []  # nothing non-finite was saved
+
+
+def test_config_validation_names_valid_choices():
+    config = get_config()
+    config.impl = "fast"
+    with pytest.raises(ConfigError, match="unknown impl 'fast'; valid choices: grouped, reference"):
+        loop.config_lib.validate(config)
+    config = get_config()
+    with pytest.raises(ConfigError, match="batch_size 32 does not split over 3 devices"):
+        loop.config_lib.validate(config, device_count=3)
+
+
+def test_darts_search_on_four_devices(shared, tmp_path):
+    workdir = str(tmp_path / "four")
+    r = _ok(_search(shared, workdir, "--config.channels=4", "--config.layers=2", "--config.epochs=1",
+                    "--config.batch_size=32", "--config.train_portion=0.25", devices=4))
+    assert "4 device(s)" in r.stderr
+    _, genotype, metrics = _outputs(workdir)
+    assert metrics[0]["devices"] == 4 and 0.0 <= metrics[0]["val_acc"] <= 1.0
+    Genotype.from_dict(genotype)  # a valid DARTS genotype
