@@ -1,12 +1,16 @@
 """`python -m jaxnas.bench`: compile time, step time, images/s and peak memory of supernet steps.
 
-    python -m jaxnas.bench --channels 8 --layers 5 --batch-size 32 --step weight
+    python -m jaxnas.bench --config=configs/darts_cifar10.py --step darts_fd       # the paper config
+    python -m jaxnas.bench --channels 8 --layers 5 --batch-size 32 --step weight  # flags override it
     python -m jaxnas.bench --impl reference --step weight --json
 
-Steps: `weight` (forward + backward + SGD-momentum update of the weights only), or a full search
-step (`jaxnas.search.step`: the α update from a hypergradient estimator, then the weight update)
-with `--step first_order | darts_fd | unrolled | implicit`. Times are medians after one warm-up
-call; compile time is `jit(...).lower(...).compile()` wall time.
+The network, optimizers, estimator options and input shape come from a search config (default: the
+offline default's; flags override channels, layers, batch size, implementation). Input is random
+data of the data set's image shape (read from TFDS metadata, nothing downloaded). Steps: `weight`
+(forward + backward + SGD-momentum update of the weights only), or a full search step
+(`jaxnas.search.step`: the α update from a hypergradient estimator, then the weight update); the
+default is the config's estimator. Times are medians after one warm-up call; compile time is
+`jit(...).lower(...).compile()` wall time; peak memory is the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
+from jaxnas.data.pipeline import image_shape_and_classes
 from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, replicate, shard_batch
+from jaxnas.search import config as config_lib
 from jaxnas.search.hypergrad import ESTIMATORS
 from jaxnas.search.state import SearchState, alpha_optimizer, cosine_lr, weight_optimizer
 from jaxnas.search.step import init_state, make_search_step, supernet_loss
@@ -44,32 +51,47 @@ def weight_step(net, opt):
     return step
 
 
-def run(channels: int, layers: int, batch_size: int, step: str, impl: str = "grouped", repeats: int = 5,
-        image_size: int = 32) -> dict:
+def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int = 5, warmup: int = 1) -> dict:
+    """Compile and time one step of the search `config` on random data of its image shape."""
+    step = step or config.estimator
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; valid steps: {', '.join(STEPS)}")
-    space = get_space("darts", channels=channels, layers=layers, impl=impl)
-    net = space.supernet(10, axis_name=DATA_AXIS)
+    config = config.copy_and_resolve_references()
+    if step != "weight":
+        config.estimator = step
+    config_lib.validate(config, jax.device_count())
+    space = get_space(config.space, **config_lib.space_options(config))
+    shape, num_classes = image_shape_and_classes(config.dataset, config.data_dir)
+    batch_size = config.batch_size
+    net = space.supernet(num_classes, axis_name=DATA_AXIS)
     alphas = space.init_alphas(jax.random.key(1))
     keys = jax.random.split(jax.random.key(2), 3)
-    batches = [(jax.random.normal(k, (batch_size, image_size, image_size, 3), jnp.float32),
-                jnp.arange(batch_size) % 10) for k in keys]
-    schedule = cosine_lr(0.025, 0.001, epochs=50, steps_per_epoch=100)
+    batches = [(jax.random.normal(k, (batch_size, *shape), jnp.float32), jnp.arange(batch_size) % num_classes)
+               for k in keys]
+    schedule = cosine_lr(config.lr, config.lr_min, epochs=config.epochs, steps_per_epoch=100)
     if step == "weight":
-        w_opt, a_opt = weight_optimizer(schedule), alpha_optimizer()
+        w_opt = weight_optimizer(schedule, config.momentum, config.weight_decay, config.clip_norm)
+        a_opt = alpha_optimizer()
         search_step = weight_step(net, w_opt)
     else:
-        search_step, w_opt, a_opt = make_search_step(net, step, schedule, axis_name=DATA_AXIS)
-    init = jax.jit(lambda: init_state(space.supernet(10), alphas, batches[0][0][:2], jax.random.key(0), w_opt, a_opt))
+        search_step, w_opt, a_opt = make_search_step(
+            net, step, schedule, config_lib.estimator_options(config), momentum=config.momentum,
+            weight_decay=config.weight_decay, clip_norm=config.clip_norm, alpha_lr=config.alpha_lr,
+            alpha_betas=(config.alpha_b1, config.alpha_b2), alpha_weight_decay=config.alpha_weight_decay,
+            axis_name=DATA_AXIS)
+    train = tuple(batches[i % 2] for i in range(config_lib.train_batches_per_step(config)))
+    init = jax.jit(lambda: init_state(space.supernet(num_classes), alphas, batches[0][0][:2], jax.random.key(0),
+                                      w_opt, a_opt))
     mesh = data_mesh()
     state = replicate(init(), mesh)
-    train, val = shard_batch((batches[0],), mesh), shard_batch(batches[1], mesh)
+    train, val = shard_batch(train, mesh), shard_batch(batches[2], mesh)
     fn = data_parallel(search_step, mesh)
     t0 = time.perf_counter()
     compiled = fn.lower(state, train, val).compile()
     compile_seconds = time.perf_counter() - t0
-    state, metrics = compiled(state, train, val)
-    jax.block_until_ready(metrics)
+    for _ in range(warmup):
+        state, metrics = compiled(state, train, val)
+        jax.block_until_ready(metrics)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -78,27 +100,37 @@ def run(channels: int, layers: int, batch_size: int, step: str, impl: str = "gro
         times.append(time.perf_counter() - t0)
     step_seconds = float(np.median(times))
     return {
-        "config": dict(channels=channels, layers=layers, batch_size=batch_size, step=step, impl=impl),
+        "config": dict(space=config.space, dataset=config.dataset, image_shape=list(shape), channels=config.channels,
+                       layers=config.layers, batch_size=batch_size, step=step, impl=config.impl),
         "device": f"{jax.devices()[0].platform} x{jax.device_count()}",
         "compile_seconds": round(compile_seconds, 2),
         "step_seconds": round(step_seconds, 3),
         "images_per_second": round(batch_size / step_seconds, 1),
+        "timed_steps": repeats,
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jaxnas.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--channels", type=int, default=8)
-    p.add_argument("--layers", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--step", default="first_order", help=f"one of {', '.join(STEPS)}")
-    p.add_argument("--impl", default="grouped", help="grouped | reference")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--config", default="", help="search config file[:variant] (default: the offline default)")
+    p.add_argument("--step", default=None, help=f"one of {', '.join(STEPS)} (default: the config's estimator)")
+    p.add_argument("--channels", type=int, default=None)
+    p.add_argument("--layers", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--dataset", default=None, help="data set whose image shape to use (e.g. cifar10)")
+    p.add_argument("--impl", default=None, help="grouped | reference")
+    p.add_argument("--repeats", type=int, default=5, help="timed steps (the median is reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps after compiling")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     try:
-        r = run(a.channels, a.layers, a.batch_size, a.step, a.impl, a.repeats)
+        config = config_lib.load_config_file(a.config) if a.config else config_lib.get_config()
+        for key, value in (("channels", a.channels), ("layers", a.layers), ("batch_size", a.batch_size),
+                           ("dataset", a.dataset), ("impl", a.impl)):
+            if value is not None:
+                config[key] = value
+        r = run(config, a.step, a.repeats, a.warmup)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -106,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(r))
     else:
         c = r["config"]
-        print(f"{c['impl']} DARTS supernet C={c['channels']} cells={c['layers']} batch={c['batch_size']} "
-              f"{c['step']} step on {r['device']}")
+        print(f"{c['impl']} {c['space']} supernet C={c['channels']} cells={c['layers']} batch={c['batch_size']} "
+              f"{c['dataset']} {tuple(c['image_shape'])} {c['step']} step on {r['device']}")
         print(f"  compile {r['compile_seconds']:.1f} s | step {r['step_seconds']:.3f} s | "
               f"{r['images_per_second']:.1f} images/s | peak RSS {r['peak_memory_mb']:.0f} MB")
     return 0

@@ -60,6 +60,12 @@ def check_dataset(name: str, data_dir: str | None = None) -> None:
     _builder(name, data_dir)
 
 
+def image_shape_and_classes(name: str, data_dir: str | None = None) -> tuple[tuple[int, ...], int]:
+    """The image shape and number of classes, from TFDS metadata only (nothing is downloaded)."""
+    info = _builder(name, data_dir).info
+    return tuple(info.features["image"].shape), int(info.features["label"].num_classes)
+
+
 def load_split(name: str, split: str, data_dir: str | None = None, download: bool = True) -> ImageSet:
     """Read `split` of the TFDS data set `name` into memory (preparing it first if needed)."""
     builder = _builder(name, data_dir)

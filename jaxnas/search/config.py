@@ -67,6 +67,20 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """`path/to/file.py[:arg]` -> that file's get_config(arg) (the same syntax as --config)."""
+    import importlib.util
+    import os
+
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} not found")
+    module_spec = importlib.util.spec_from_file_location("jaxnas_user_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the valid choices."""
 

@@ -38,6 +38,7 @@ from jaxnas.writers import MetricsWriter, Progress
 # change them. Any other difference from the workdir's saved config is an error.
 RUNTIME_KEYS = ("data_dir", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "compilation_cache",
                 "plots", "max_nonfinite_steps", "eval_batch_size")
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 STEP_METRICS = ("train_loss", "train_acc", "val_loss", "hypergrad_norm")
 
 
@@ -174,8 +175,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         axis_name=DATA_AXIS)
     alpha_rng, weight_rng = jax.random.split(jax.random.key(config.seed))
     sample = jnp.zeros((2,) + search_train.images.shape[1:], jnp.float32)
+    # Initialisation runs once: compile it without XLA's optimisation passes (its hundreds of random
+    # initialisers otherwise take most of a minute to compile on CPU).
     init = jax.jit(lambda: init_state(space.supernet(full.num_classes), space.init_alphas(alpha_rng), sample,
-                                      weight_rng, w_opt, a_opt))
+                                      weight_rng, w_opt, a_opt), compiler_options=FAST_COMPILE)
     mesh = data_mesh()
     state = replicate(init(), mesh)
 
