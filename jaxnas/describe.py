@@ -42,7 +42,14 @@ def resolve_architecture(spec: str) -> Genotype | NB201Arch:
     path = os.path.join(spec, "genotype.json") if os.path.isdir(spec) else spec
     if os.path.isfile(path):
         with open(path) as f:
-            return Genotype.from_json(f.read())
+            text = f.read()
+        try:
+            record = json.loads(text)
+        except ValueError:
+            record = None  # Genotype.from_json says what is wrong with it
+        if isinstance(record, dict) and "nb201" in record:  # an NB201 search's genotype.json
+            return NB201Arch.from_string(record["nb201"])
+        return Genotype.from_json(text)
     raise ValueError(
         f"unknown architecture {spec!r}: not a genotype constant ({', '.join(NAMED_GENOTYPES)}), "
         "a genotype JSON file, a search workdir, or an NB201 arch string starting with '|'"
