@@ -26,9 +26,28 @@ def cross_device_mean(tree, axis_name: str | None):
 
 
 def initialize_distributed() -> None:
-    """Join a multi-host run (TPU pods, or JAX_COORDINATOR_ADDRESS set); a no-op on one host."""
-    if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("TPU_WORKER_HOSTNAMES"):
+    """Join a multi-host run; a no-op on one host.
+
+    TPU pods are detected by JAX itself. Elsewhere (GPU clusters, CPU tests) set
+    JAX_COORDINATOR_ADDRESS=host:port, JAX_NUM_PROCESSES and JAX_PROCESS_ID on every process.
+    """
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if address:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes talk over gloo
+        jax.distributed.initialize(address, num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+                                   process_id=int(os.environ["JAX_PROCESS_ID"]))
+    elif os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("CLOUD_TPU_TASK_ID"):
         jax.distributed.initialize()
+
+
+def barrier(name: str, timeout_s: int = 6 * 3600) -> None:
+    """Wait until every process reaches `name` (a no-op on one process). Unlike a collective over
+    devices this may wait for hours, e.g. while process 0 downloads a data set."""
+    if jax.process_count() == 1:
+        return
+    from orbax.checkpoint import multihost
+
+    multihost.get_jax_distributed_client().wait_at_barrier(name, timeout_s * 1000)
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:

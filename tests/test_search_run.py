@@ -219,3 +219,28 @@ def test_darts_search_on_four_devices(shared, tmp_path):
     _, genotype, metrics = _outputs(workdir)
     assert metrics[0]["devices"] == 4 and 0.0 <= metrics[0]["val_acc"] <= 1.0
     Genotype.from_dict(genotype)  # a valid DARTS genotype
+
+
+def test_two_processes_equal_one_process(shared, tmp_path):
+    """2 processes x 2 devices (jax.distributed over loopback) search like 1 process x 4 devices:
+    each process feeds its own slice of every batch, Orbax saves from both, process 0 writes files."""
+    from test_search_step import free_port
+
+    multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
+    flags = [*CHAIN, "--config.epochs=1"]
+    port = str(free_port())
+    procs = []
+    for i in range(2):
+        env = dict(_env(devices=2), JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+                   JAX_PROCESS_ID=str(i))
+        procs.append(subprocess.Popen(_cmd(shared, multi, *flags), env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert "4 device(s) (cpu), 2 process(es)" in outs[0][1]
+    _ok(_search(shared, single, *flags, devices=4))
+    (a_multi, g_multi, m_multi), (a_one, g_one, m_one) = _outputs(multi), _outputs(single)
+    np.testing.assert_allclose(a_multi["layers"], a_one["layers"], rtol=1e-5, atol=1e-7)
+    assert g_multi == g_one and len(m_multi) == len(m_one) == 1
+    assert _checkpoints(multi) == _checkpoints(single)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 
+import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxnas.data import digits as _digits  # noqa: F401  (registers the offline `digits` builder)
+from jaxnas.parallel import barrier
 
 OFFLINE = ("digits",)
 
@@ -72,11 +74,14 @@ def load_split(name: str, split: str, data_dir: str | None = None, download: boo
     if not builder.is_prepared():
         if not download:
             raise DataError(f"data set {name!r} is not prepared in {builder.data_dir} and downloads are off")
-        try:
-            builder.download_and_prepare()
-        except Exception as e:  # network, missing TensorFlow for Image features, disk: say which set failed
-            raise DataError(f"could not prepare data set {name!r} in {builder.data_dir}: "
-                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+        # Process 0 prepares first (a data_dir shared by all hosts is prepared once); hosts with their
+        # own disks then prepare their copy.
+        if jax.process_index() == 0:
+            _prepare(builder, name)
+        barrier(f"jaxnas_prepare_{name}_{split}")
+        builder = _builder(name, data_dir)  # re-read: the metadata now lists the prepared splits
+        if not builder.is_prepared():
+            _prepare(builder, name)
     source = builder.as_data_source(split=split)
     examples = [source[i] for i in range(len(source))]
     images = np.stack([np.asarray(ex["image"], np.uint8) for ex in examples])
@@ -84,6 +89,14 @@ def load_split(name: str, split: str, data_dir: str | None = None, download: boo
         images = images[..., None]
     labels = np.asarray([ex["label"] for ex in examples], np.int32)
     return ImageSet(images, labels, int(builder.info.features["label"].num_classes))
+
+
+def _prepare(builder, name: str) -> None:
+    try:
+        builder.download_and_prepare()
+    except Exception as e:  # network, missing TensorFlow for Image features, disk: say which set failed
+        raise DataError(f"could not prepare data set {name!r} in {builder.data_dir}: "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
 
 
 def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,19 +109,27 @@ def normalize(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarr
     return ((images.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
 
 
-def augment(images: np.ndarray, rng: np.random.Generator, crop_padding: int, flip: bool) -> np.ndarray:
-    """Random crop after zero padding by `crop_padding` pixels, and a random horizontal flip."""
+def augment_params(rng: np.random.Generator, n: int, crop_padding: int, flip: bool):
+    """Random crop offsets (dy, dx) in [0, 2·crop_padding] and mirror flags for n images."""
+    dy, dx = rng.integers(0, 2 * crop_padding + 1, size=(2, n))
+    mirror = rng.random(n) < 0.5 if flip else np.zeros(n, bool)
+    return dy, dx, mirror
+
+
+def apply_augment(images: np.ndarray, dy, dx, mirror, crop_padding: int) -> np.ndarray:
+    """Crop each zero-padded image at its offset, then mirror the flagged ones horizontally."""
     n, h, w, _ = images.shape
     out = images
     if crop_padding:
         p = crop_padding
         padded = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
-        dy, dx = rng.integers(0, 2 * p + 1, size=(2, n))
         out = np.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
-    if flip:
-        mirror = rng.random(n) < 0.5
-        out = np.where(mirror[:, None, None, None], out[:, :, ::-1], out)
-    return out
+    return np.where(np.asarray(mirror)[:, None, None, None], out[:, :, ::-1], out)
+
+
+def augment(images: np.ndarray, rng: np.random.Generator, crop_padding: int, flip: bool) -> np.ndarray:
+    """Random crop after zero padding by `crop_padding` pixels, and a random horizontal flip."""
+    return apply_augment(images, *augment_params(rng, len(images), crop_padding, flip), crop_padding)
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, stream: int = 0) -> np.ndarray:
@@ -148,8 +169,11 @@ class Batcher:
         idx = order[start:start + local]
         images = self.data.images[idx]
         if self.crop_padding or self.flip:
-            rng = np.random.default_rng([self.seed, self.stream, epoch, step, self.process_index, 1])
-            images = augment(images, rng, self.crop_padding, self.flip)
+            # Drawn for the whole global batch, then sliced: the same batch on any number of hosts.
+            rng = np.random.default_rng([self.seed, self.stream, epoch, step, 1])
+            params = augment_params(rng, self.batch_size, self.crop_padding, self.flip)
+            mine = slice(self.process_index * local, (self.process_index + 1) * local)
+            images = apply_augment(images, *(p[mine] for p in params), self.crop_padding)
         return normalize(images, self.mean, self.std), self.data.labels[idx]
 
 
