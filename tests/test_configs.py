@@ -1,0 +1,36 @@
+"""Every experiment file in configs/ loads and validates, and the DARTS CIFAR-10 config says what
+the paper says."""
+
+import glob
+import os
+
+import pytest
+
+from jaxnas.search.config import ConfigError, get_config, load_config_file, validate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_files_validate(path):
+    config = load_config_file(path)
+    validate(config)
+    assert set(config.keys()) == set(get_config().keys())
+
+
+def test_darts_cifar10_is_the_paper_search():
+    second = load_config_file(os.path.join(ROOT, "configs", "darts_cifar10.py"))
+    first = load_config_file(os.path.join(ROOT, "configs", "darts_cifar10.py") + ":first_order")
+    assert (second.estimator, first.estimator) == ("darts_fd", "first_order")
+    for c in (first, second):
+        assert (c.dataset, c.epochs, c.batch_size, c.channels, c.layers, c.train_portion) == ("cifar10", 50, 64, 16, 8,
+                                                                                              0.5)
+        assert (c.lr, c.lr_min, c.momentum, c.weight_decay, c.clip_norm) == (0.025, 0.001, 0.9, 3e-4, 5.0)
+        assert (c.alpha_lr, c.alpha_b1, c.alpha_b2, c.alpha_weight_decay) == (3e-4, 0.5, 0.999, 1e-3)
+        assert (c.crop_padding, c.flip) == (4, True)
+
+
+def test_missing_config_file_is_an_error():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config_file("configs/nope.py")
