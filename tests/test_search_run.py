@@ -244,3 +244,16 @@ def test_two_processes_equal_one_process(shared, tmp_path):
     np.testing.assert_allclose(a_multi["layers"], a_one["layers"], rtol=1e-5, atol=1e-7)
     assert g_multi == g_one and len(m_multi) == len(m_one) == 1
     assert _checkpoints(multi) == _checkpoints(single)
+
+
+def test_cifar10_search_through_mock_data(shared, tmp_path):
+    """The TFDS path for a real data set: CIFAR-10 (mocked: random 32x32x3 images) through the same loop."""
+    import tensorflow_datasets as tfds
+
+    config = get_config()
+    config.update(dict(dataset="cifar10", crop_padding=4, flip=True, space="chain", channels=4, layers=2,
+                       batch_size=8, epochs=1, eval_batch_size=16, compilation_cache=shared["cache"], plots=False))
+    with tfds.testing.mock_data(num_examples=40):
+        record = loop.run(config, str(tmp_path / "c10"))
+    assert record["epoch"] == 1 and record["step"] == 2  # 20 search-train images, batch 8
+    assert os.path.exists(tmp_path / "c10" / "genotype.json")
