@@ -86,18 +86,22 @@ def host_batch(tree, mesh: Mesh):
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
 
 
-def data_parallel(step: Callable, mesh: Mesh, donate_state: bool = True) -> Callable:
-    """jit(shard_map(step)): step(state, *batches) -> (state, metrics), all outputs replicated."""
+def data_parallel(step: Callable, mesh: Mesh, donate_state: bool = True, replicated_tail: int = 0) -> Callable:
+    """jit(shard_map(step)): step(state, *batches, *extras) -> (state, metrics), all outputs replicated.
 
-    def wrapped(state, *batches):
+    The last `replicated_tail` arguments (e.g. a drop-path rate) are passed whole to every device.
+    """
+
+    def wrapped(state, *args):
+        n_batches = len(args) - replicated_tail
         mapped = jax.shard_map(
             step,
             mesh=mesh,
-            in_specs=(P(),) + (P(DATA_AXIS),) * len(batches),
+            in_specs=(P(),) + (P(DATA_AXIS),) * n_batches + (P(),) * replicated_tail,
             out_specs=(P(), P()),
             check_vma=False,
         )
-        return mapped(state, *batches)
+        return mapped(state, *args)
 
     return jax.jit(wrapped, donate_argnums=(0,) if donate_state else ())
 

@@ -132,6 +132,18 @@ def augment(images: np.ndarray, rng: np.random.Generator, crop_padding: int, fli
     return apply_augment(images, *augment_params(rng, len(images), crop_padding, flip), crop_padding)
 
 
+def apply_cutout(images: np.ndarray, cy, cx, size: int) -> np.ndarray:
+    """Zero a `size`x`size` square centred at (cy, cx) in each image, clipped at the borders
+    (DeVries & Taylor 2017, as the DARTS code applies it: after normalisation)."""
+    n, h, w = images.shape[:3]
+    ys, xs = np.arange(h)[None, :], np.arange(w)[None, :]
+    half = size // 2
+    rows = (ys >= (np.asarray(cy) - half)[:, None]) & (ys < (np.asarray(cy) + size - half)[:, None])
+    cols = (xs >= (np.asarray(cx) - half)[:, None]) & (xs < (np.asarray(cx) + size - half)[:, None])
+    hole = rows[:, :, None] & cols[:, None, :]
+    return np.where(hole[..., None], 0, images).astype(images.dtype)
+
+
 def epoch_permutation(n: int, seed: int, epoch: int, stream: int = 0) -> np.ndarray:
     """The order of the examples in `epoch`: a function of (seed, stream, epoch) only."""
     return np.random.default_rng([seed, stream, epoch]).permutation(n)
@@ -153,6 +165,7 @@ class Batcher:
     stream: int = 0
     crop_padding: int = 0
     flip: bool = False
+    cutout: int = 0
     process_index: int = 0
     process_count: int = 1
 
@@ -168,13 +181,19 @@ class Batcher:
         start = step * self.batch_size + self.process_index * local
         idx = order[start:start + local]
         images = self.data.images[idx]
+        # Random numbers are drawn for the whole global batch, then sliced: the same batch on any
+        # number of hosts.
+        rng = np.random.default_rng([self.seed, self.stream, epoch, step, 1])
+        mine = slice(self.process_index * local, (self.process_index + 1) * local)
         if self.crop_padding or self.flip:
-            # Drawn for the whole global batch, then sliced: the same batch on any number of hosts.
-            rng = np.random.default_rng([self.seed, self.stream, epoch, step, 1])
             params = augment_params(rng, self.batch_size, self.crop_padding, self.flip)
-            mine = slice(self.process_index * local, (self.process_index + 1) * local)
             images = apply_augment(images, *(p[mine] for p in params), self.crop_padding)
-        return normalize(images, self.mean, self.std), self.data.labels[idx]
+        x = normalize(images, self.mean, self.std)
+        if self.cutout:
+            h, w = x.shape[1:3]
+            cy, cx = rng.integers(0, h, self.batch_size), rng.integers(0, w, self.batch_size)
+            x = apply_cutout(x, cy[mine], cx[mine], self.cutout)
+        return x, self.data.labels[idx]
 
 
 def eval_batches(data: ImageSet, batch_size: int, mean: np.ndarray, std: np.ndarray, process_index: int = 0,

@@ -68,7 +68,8 @@ class Cell(nn.Module):
                 op = darts_op(op_name, self.C, stride, True, an, module_name=f"edge{e}_{op_name}")
                 h = op(states[j], train)
                 is_identity = op_name == "skip_connect" and stride == 1
-                if train and drop_rate > 0.0 and not is_identity:
+                # `drop_rate` may be traced (it ramps up over training without recompiling).
+                if train and not is_identity and not (isinstance(drop_rate, (int, float)) and drop_rate == 0):
                     h = drop_path(h, drop_rate, self.make_rng("dropout"))
                 total = total + h
             states.append(total)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import time
 from typing import Any
 
@@ -27,6 +26,7 @@ from jaxnas.checkpoint import Checkpointer
 from jaxnas.compilation import enable_compilation_cache
 from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
 from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, data_parallel_sum, host_batch, replicate
+from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
 from jaxnas.search import config as config_lib
 from jaxnas.search.config import ConfigError
 from jaxnas.search.state import cosine_lr
@@ -42,25 +42,6 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 STEP_METRICS = ("train_loss", "train_acc", "val_loss", "hypergrad_norm")
 
 
-class NonFiniteError(RuntimeError):
-    """Too many consecutive non-finite steps; the last good checkpoint is kept."""
-
-
-def check_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
-    """Refuse a workdir that holds a run with a different config (names the differing keys)."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        saved = json.load(f)
-    now = json.loads(config.to_json())
-    diff = sorted(k for k in set(saved) | set(now) if k not in RUNTIME_KEYS and saved.get(k) != now.get(k))
-    if diff:
-        shown = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff[:4])
-        raise ConfigError(f"workdir {workdir} holds a run with a different config ({shown}); use a new --workdir "
-                          f"or the saved config")
-
-
 def _softmax(alphas: dict) -> dict:
     return {k: np.asarray(jax.nn.softmax(jnp.asarray(v), axis=-1)) for k, v in alphas.items()}
 
@@ -69,59 +50,6 @@ def alpha_entropy(alphas: dict) -> float:
     """Mean entropy (nats) of softmax(α) over all edges: log(#ops) at the start, 0 when decided."""
     ents = [-(p * np.log(np.maximum(p, 1e-30))).sum(-1) for p in _softmax(alphas).values()]
     return float(np.mean(np.concatenate([e.ravel() for e in ents])))
-
-
-@dataclasses.dataclass
-class _EpochSums:
-    """Running sums of the per-step metrics of the current epoch (checkpointed mid-epoch)."""
-
-    sums: dict
-    finite_steps: int = 0
-    steps: int = 0
-    consecutive_nonfinite: int = 0
-
-    @classmethod
-    def empty(cls) -> _EpochSums:
-        return cls({k: 0.0 for k in STEP_METRICS})
-
-    def add(self, metrics: dict) -> None:
-        self.steps += 1
-        if bool(metrics["finite"]):
-            self.finite_steps += 1
-            self.consecutive_nonfinite = 0
-            for k in STEP_METRICS:
-                self.sums[k] += float(metrics[k])
-        else:
-            self.consecutive_nonfinite += 1
-
-    def means(self) -> dict:
-        return {k: v / max(self.finite_steps, 1) for k, v in self.sums.items()}
-
-
-class _StopSignal:
-    """SIGTERM / Ctrl-C: remember the request; the loop finishes the step, saves and exits."""
-
-    def __init__(self):
-        self.requested = None
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: signals stay with the caller
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.requested = signal.Signals(signum).name
-        logging.warning("%s received: finishing this step, saving a checkpoint, then exiting", self.requested)
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -137,7 +65,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         raise ConfigError(str(e)) from None
     check_dataset(config.dataset, config.data_dir)
     workdir = os.path.abspath(os.path.expanduser(workdir))
-    check_workdir(workdir, config)
+    check_workdir(workdir, config, RUNTIME_KEYS)
     writer_enabled = pid == 0
     if writer_enabled:
         for sub in ("genotypes", "alphas"):
@@ -184,10 +112,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
     restored = ckpt.restore_latest(state)
-    sums = _EpochSums.empty()
+    sums = EpochSums.empty(STEP_METRICS)
     if restored is not None:
         state, record = restored
-        sums = _EpochSums(**record["sums"])
+        sums = EpochSums(**record["sums"])
         logging.info("resumed from checkpoint at step %d (epoch %d, step %d of %d)", record["step"],
                      record["step"] // spe + 1, record["step"] % spe, spe)
     step = int(jax.device_get(state.step))
@@ -228,7 +156,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     last = None
     t_epoch = time.perf_counter()
     first = True
-    with _StopSignal() as stop:
+    with StopSignal() as stop:
         if step < total:
             logging.info("compiling the search step (minutes on a CPU; cached for reruns)")
         while step < total:
@@ -249,7 +177,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 flush()
                 last = _end_epoch(config, space, workdir, writer, state, evaluate, full, search_val, mean, std, mesh,
                                   step // spe, step, sums, time.perf_counter() - t_epoch, devices)
-                sums = _EpochSums.empty()
+                sums = EpochSums.empty(STEP_METRICS)
                 save()
                 t_epoch = time.perf_counter()
             elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:

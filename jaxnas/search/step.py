@@ -21,7 +21,7 @@ from jaxnas.search import hypergrad
 from jaxnas.search.state import SearchState, alpha_optimizer, inner_optimizer, weight_optimizer
 
 
-def _all_finite(*trees) -> jax.Array:
+def all_finite(*trees) -> jax.Array:
     return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for t in trees for leaf in jax.tree.leaves(t)]))
 
 
@@ -95,7 +95,7 @@ def make_search_step(
         w_updates, weight_opt_state = weight_opt.update(g, state.weight_opt_state, state.params)
         params = optax.apply_updates(state.params, w_updates)
 
-        ok = jnp.isfinite(loss) & jnp.isfinite(est["val_loss"]) & _all_finite(d_alpha, g)
+        ok = jnp.isfinite(loss) & jnp.isfinite(est["val_loss"]) & all_finite(d_alpha, g)
         new = state.replace(
             params=params, batch_stats=batch_stats, alphas=alphas,
             weight_opt_state=weight_opt_state, alpha_opt_state=alpha_opt_state,

@@ -1,0 +1,87 @@
+"""What every long run (search, train) shares around its loop: refusing a workdir that holds a
+different run, and turning SIGTERM / Ctrl-C into "finish this step, save, exit"."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+
+import ml_collections
+from absl import logging
+
+from jaxnas.search.config import ConfigError
+
+
+class NonFiniteError(RuntimeError):
+    """Too many consecutive non-finite steps; the last good checkpoint is kept."""
+
+
+def check_workdir(workdir: str, config: ml_collections.ConfigDict, runtime_keys: tuple[str, ...] = ()) -> None:
+    """Refuse a workdir that holds a run with a different config (names the differing keys);
+    `runtime_keys` only change how a run is watched or stored and may differ."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    now = json.loads(config.to_json())
+    diff = sorted(k for k in set(saved) | set(now) if k not in runtime_keys and saved.get(k) != now.get(k))
+    if diff:
+        shown = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff[:4])
+        raise ConfigError(f"workdir {workdir} holds a run with a different config ({shown}); use a new --workdir "
+                          f"or the saved config")
+
+
+class StopSignal:
+    """SIGTERM / Ctrl-C: remember the request; the loop finishes the step, saves and exits."""
+
+    def __init__(self):
+        self.requested = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals stay with the caller
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.requested = signal.Signals(signum).name
+        logging.warning("%s received: finishing this step, saving a checkpoint, then exiting", self.requested)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclasses.dataclass
+class EpochSums:
+    """Running sums of the per-step metrics of the current epoch (checkpointed mid-epoch)."""
+
+    sums: dict
+    finite_steps: int = 0
+    steps: int = 0
+    consecutive_nonfinite: int = 0
+
+    @classmethod
+    def empty(cls, keys) -> EpochSums:
+        return cls({k: 0.0 for k in keys})
+
+    def add(self, metrics: dict) -> None:
+        self.steps += 1
+        if bool(metrics["finite"]):
+            self.finite_steps += 1
+            self.consecutive_nonfinite = 0
+            for k in self.sums:
+                self.sums[k] += float(metrics[k])
+        else:
+            self.consecutive_nonfinite += 1
+
+    def means(self) -> dict:
+        return {k: v / max(self.finite_steps, 1) for k, v in self.sums.items()}

@@ -1,0 +1,1 @@
+"""Train a found architecture from scratch (python -m jaxnas.train)."""

@@ -1,0 +1,82 @@
+"""The training configuration (train a genotype from scratch): every key, its default (the offline
+digits run), and the checks that fail fast with one line naming the valid choices."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxnas.search.config import ConfigError
+
+LR_SCHEDULES = ("cosine", "exponential")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+NETWORKS = ("cifar", "imagenet")
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """Offline default: DARTS_V2 on scikit-learn's digits, a few minutes on a laptop CPU."""
+    c = ml_collections.ConfigDict()
+    c.genotype = "DARTS_V2"  # a constant (DARTS_V1, DARTS_V2), a genotype.json, or a search workdir
+    c.dataset = "digits"
+    c.data_dir = ""
+    c.train_split = "train"
+    c.test_split = "test"
+    c.network = "cifar"  # "cifar": 3C stem, 32x32-style; "imagenet": the mobile-setting stems
+    c.channels = 16
+    c.layers = 5
+    c.auxiliary_weight = 0.0  # > 0 adds the auxiliary head at 2/3 depth with this loss weight
+    c.drop_path = 0.1  # final drop-path rate, ramped linearly from 0 over training
+    c.crop_padding = 1
+    c.flip = False
+    c.cutout = 0
+    c.label_smoothing = 0.0
+    c.epochs = 25
+    c.batch_size = 32  # global, over all devices and hosts
+    c.seed = 0
+    c.lr = 0.05
+    c.lr_schedule = "cosine"  # cosine to 0 over the epochs, or exponential: lr·lr_decay^epoch
+    c.lr_decay = 0.97
+    c.momentum = 0.9
+    c.weight_decay = 3e-4
+    c.clip_norm = 5.0
+    c.compute_dtype = "float32"  # "bfloat16": activations and matmuls; params and BN statistics stay float32
+    c.eval_batch_size = 256
+    c.log_every_steps = 20
+    c.checkpoint_every_steps = 0
+    c.keep_checkpoints = 3
+    c.max_nonfinite_steps = 10
+    c.compilation_cache = "~/.cache/jaxnas/xla"
+    return c
+
+
+RUNTIME_KEYS = ("data_dir", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "compilation_cache",
+                "max_nonfinite_steps", "eval_batch_size")
+
+
+def _choice(config, key: str, valid) -> None:
+    if config[key] not in valid:
+        raise ConfigError(f"unknown {key} {config[key]!r}; valid choices: {', '.join(map(str, valid))}")
+
+
+def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_count: int = 1) -> None:
+    valid = set(get_config().keys())
+    extra = sorted(set(config.keys()) - valid)
+    if extra:
+        raise ConfigError(f"unknown config key(s) {', '.join(extra)}; valid keys: {', '.join(sorted(valid))}")
+    missing = sorted(valid - set(config.keys()))
+    if missing:
+        raise ConfigError(f"config is missing key(s) {', '.join(missing)}; start from jaxnas.train.config.get_config()")
+    _choice(config, "lr_schedule", LR_SCHEDULES)
+    _choice(config, "compute_dtype", COMPUTE_DTYPES)
+    _choice(config, "network", NETWORKS)
+    for key in ("epochs", "batch_size", "channels", "layers", "eval_batch_size", "keep_checkpoints",
+                "max_nonfinite_steps", "log_every_steps"):
+        if int(config[key]) < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+    if not 0.0 <= config.drop_path < 1.0:
+        raise ConfigError(f"drop_path must be in [0, 1), got {config.drop_path!r}")
+    for key in ("batch_size", "eval_batch_size"):
+        if config[key] % device_count:
+            raise ConfigError(f"{key} {config[key]} does not split over {device_count} devices; use a multiple "
+                              f"of {device_count}")
+        if config[key] % process_count:
+            raise ConfigError(f"{key} {config[key]} does not split over {process_count} processes")

@@ -1,0 +1,193 @@
+"""Train a genotype from scratch: config → data → state → step → epochs → outputs, with the same
+machinery as the search (deterministic batches, Orbax checkpoints with exact resume, signals,
+metrics.jsonl, TensorBoard, progress). The step it drives is pure."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from jaxnas.checkpoint import Checkpointer
+from jaxnas.compilation import enable_compilation_cache
+from jaxnas.counting import count_params, multiply_adds
+from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
+from jaxnas.describe import resolve_architecture
+from jaxnas.nn.network import NetworkCIFAR, NetworkImageNet
+from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, data_parallel_sum, host_batch, replicate
+from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
+from jaxnas.search.config import ConfigError
+from jaxnas.spaces.darts import Genotype
+from jaxnas.train import config as config_lib
+from jaxnas.train.step import init_state, lr_schedule, make_eval_totals, make_train_step, optimizer
+from jaxnas.writers import MetricsWriter, Progress
+
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+STEP_METRICS = ("train_loss", "train_acc")
+
+
+def resolve_genotype(spec: str) -> Genotype:
+    """A constant name, a genotype.json, or a search workdir -> a DARTS Genotype (one-line errors)."""
+    try:
+        arch = resolve_architecture(spec)
+    except ValueError as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    if not isinstance(arch, Genotype):
+        raise ConfigError(f"genotype {spec!r} is not a DARTS genotype; training builds DARTS networks "
+                          "(constants DARTS_V1, DARTS_V2, a genotype.json or a DARTS search workdir)")
+    return arch
+
+
+def build_network(config: ml_collections.ConfigDict, genotype: Genotype, num_classes: int, axis_name=None):
+    cls = NetworkCIFAR if config.network == "cifar" else NetworkImageNet
+    return cls(genotype, config.channels, config.layers, num_classes, auxiliary=config.auxiliary_weight > 0,
+               axis_name=axis_name)
+
+
+def drop_rate(config: ml_collections.ConfigDict, epoch: int) -> float:
+    """DARTS ramps drop path linearly: rate · epoch / epochs during epoch `epoch` (0-based)."""
+    return config.drop_path * epoch / config.epochs
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Train (or resume, or report) `config` in `workdir`; returns result.json's content (or
+    `{"stopped": True, ...}` when a signal ended it early)."""
+    pid, pcount, devices = jax.process_index(), jax.process_count(), jax.device_count()
+    config_lib.validate(config, devices, pcount)
+    genotype = resolve_genotype(config.genotype)
+    check_dataset(config.dataset, config.data_dir)
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    check_workdir(workdir, config, config_lib.RUNTIME_KEYS)
+    writer_enabled = pid == 0
+    if writer_enabled:
+        os.makedirs(workdir, exist_ok=True)
+        if not os.path.exists(os.path.join(workdir, "config.json")):
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config.to_json(indent=2))
+    enable_compilation_cache(config.compilation_cache)
+    logging.info("train %s on %s: %d device(s) (%s), %d process(es); workdir %s", config.genotype, config.dataset,
+                 devices, jax.devices()[0].platform, pcount, workdir)
+
+    train = load_split(config.dataset, config.train_split, config.data_dir)
+    test = load_split(config.dataset, config.test_split, config.data_dir)
+    mean, std = channel_stats(train.images)
+    batcher = Batcher(train, config.batch_size, config.seed, mean, std, crop_padding=config.crop_padding,
+                      flip=config.flip, cutout=config.cutout, process_index=pid, process_count=pcount)
+    spe = batcher.steps_per_epoch
+    if spe < 1:
+        raise DataError(f"batch_size {config.batch_size} is larger than the train split ({len(train)} examples)")
+    total = spe * config.epochs
+
+    compute_dtype = jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
+    schedule = lr_schedule(config.lr, config.lr_schedule, config.epochs, spe, config.lr_decay)
+    opt = optimizer(schedule, config.momentum, config.weight_decay, config.clip_norm)
+    net = build_network(config, genotype, train.num_classes, axis_name=DATA_AXIS)
+    sample = jnp.zeros((2,) + train.images.shape[1:], jnp.float32)
+    init = jax.jit(lambda: init_state(build_network(config, genotype, train.num_classes), sample,
+                                      jax.random.key(config.seed), opt), compiler_options=FAST_COMPILE)
+    mesh = data_mesh()
+    state = replicate(init(), mesh)
+
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+    restored = ckpt.restore_latest(state)
+    sums = EpochSums.empty(STEP_METRICS)
+    if restored is not None:
+        state, record = restored
+        sums = EpochSums(**record["sums"])
+        logging.info("resumed from checkpoint at step %d (epoch %d)", record["step"], record["step"] // spe + 1)
+    step = int(jax.device_get(state.step))
+    writer = MetricsWriter(workdir, enabled=writer_enabled)
+    writer.keep_epochs_before(step // spe + 1)
+
+    train_step = data_parallel(
+        make_train_step(net, opt, train.num_classes, config.auxiliary_weight, config.label_smoothing, compute_dtype,
+                        DATA_AXIS), mesh, replicated_tail=1)
+    evaluate = data_parallel_sum(make_eval_totals(net, train.num_classes, compute_dtype, DATA_AXIS), mesh)
+    progress = Progress(total, spe, config.epochs, config.batch_size, enabled=writer_enabled)
+    pending: list[dict] = []
+
+    def flush() -> None:
+        for m in jax.device_get(pending):
+            sums.add(m)
+            if sums.consecutive_nonfinite >= config.max_nonfinite_steps:
+                raise NonFiniteError(
+                    f"{sums.consecutive_nonfinite} consecutive non-finite steps up to step {step}; stopped without "
+                    f"saving; the last good checkpoint is kept in {ckpt.directory} (steps {ckpt.steps()})")
+        if pending:
+            progress.update(step, float(jax.device_get(pending[-1]["train_loss"])))
+        pending.clear()
+
+    def save() -> None:
+        flush()
+        ckpt.save(step, state, {"step": step, "sums": dataclasses.asdict(sums)})
+
+    def test_totals() -> np.ndarray:
+        totals = np.zeros(3)
+        for x, y, mask in eval_batches(test, config.eval_batch_size, mean, std, pid, pcount):
+            totals += np.asarray(jax.device_get(evaluate(state, *host_batch((x, y, mask), mesh))), np.float64)
+        return totals
+
+    first, t_epoch = True, time.perf_counter()
+    with StopSignal() as stop:
+        while step < total:
+            epoch, s = divmod(step, spe)
+            rate = np.float32(drop_rate(config, epoch))
+            state, metrics = train_step(state, host_batch(batcher.batch(epoch, s), mesh), rate)
+            step += 1
+            pending.append(metrics)
+            if first:
+                jax.block_until_ready(metrics)
+                logging.info("first step done in %.1f s (compilation included)", time.perf_counter() - t_epoch)
+                first = False
+                flush()
+            elif step % config.log_every_steps == 0:
+                flush()
+            if step % spe == 0:
+                flush()
+                totals = test_totals()
+                means = sums.means()
+                record = {"epoch": step // spe, "step": step, "train_loss": means["train_loss"],
+                          "train_acc": means["train_acc"], "test_loss": totals[0] / totals[2],
+                          "test_acc": totals[1] / totals[2], "lr": float(schedule(step - 1)), "drop_path": float(rate),
+                          "nonfinite_steps": sums.steps - sums.finite_steps,
+                          "seconds": time.perf_counter() - t_epoch, "devices": devices}
+                record = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in record.items()}
+                logging.info("epoch %d/%d: train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1f s",
+                             record["epoch"], config.epochs, record["train_loss"], record["train_acc"],
+                             record["test_loss"], record["test_acc"], record["seconds"])
+                writer.write(record, step)
+                sums = EpochSums.empty(STEP_METRICS)
+                save()
+                t_epoch = time.perf_counter()
+            elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+                save()
+            if stop.requested or ckpt.reached_preemption(step):
+                save()
+                logging.warning("stopped at step %d of %d (%s); checkpoint saved; rerun the same command to resume",
+                                step, total, stop.requested or "preemption")
+                writer.close()
+                ckpt.close()
+                return {"stopped": True, "step": step}
+    totals = test_totals()
+    params = jax.device_get(state.params)
+    madds = multiply_adds(build_network(config, genotype, train.num_classes), train.images.shape[1:], train=False)
+    result = {"test_acc": float(totals[1] / totals[2]), "test_loss": float(totals[0] / totals[2]),
+              "params": count_params(params), "params_with_aux": count_params(params, include_auxiliary=True),
+              "multiply_adds": int(sum(madds.values())), "epochs": config.epochs, "steps": step,
+              "dataset": config.dataset, "genotype": genotype.to_dict()}
+    if writer_enabled:
+        with open(os.path.join(workdir, "result.json"), "w") as f:
+            json.dump(result, f, indent=1)
+    logging.info("test accuracy %.4f | %s parameters | %.1f M multiply-adds", result["test_acc"],
+                 f"{result['params']:,}", result["multiply_adds"] / 1e6)
+    writer.close()
+    ckpt.close()
+    return result
