@@ -122,7 +122,9 @@ def test_bfloat16_compute_keeps_float32_parameters(tmp_path):
     batch = (jax.random.normal(jax.random.key(1), (8, 8, 8, 1)), jnp.arange(8) % 10)
     new, metrics = jax.jit(make_train_step(net, opt, 10, compute_dtype=jnp.bfloat16))(state, batch, 0.0)
     for tree in (new.params, new.batch_stats, new.opt_state):
-        assert {x.dtype for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)} == {np.dtype(np.float32)}
+        floats = {x.dtype for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)}
+        assert floats == {np.dtype(np.float32)}
     f32, _ = jax.jit(make_train_step(net, opt, 10))(state, batch, 0.0)
-    diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(f32.params)))
+    diff = max(float(jnp.max(jnp.abs(a - b)))
+               for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(f32.params)))
     assert 0 < diff < 0.05  # bfloat16 rounding, not a different computation

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 
 import jax
 import numpy as np
@@ -41,7 +42,7 @@ class ImageSet:
         return ImageSet(self.images[start:stop], self.labels[start:stop], self.num_classes)
 
 
-def _builder(name: str, data_dir: str | None):
+def tfds_builder(name: str, data_dir: str | None):
     try:
         builder = tfds.builder(name, data_dir=data_dir or None, file_format="array_record")
     except tfds.core.registered.DatasetNotFoundError:
@@ -59,29 +60,39 @@ def _builder(name: str, data_dir: str | None):
 
 def check_dataset(name: str, data_dir: str | None = None) -> None:
     """Fail fast (no download, no reading) if `name` is not a usable TFDS image-classification set."""
-    _builder(name, data_dir)
+    tfds_builder(name, data_dir)
 
 
 def image_shape_and_classes(name: str, data_dir: str | None = None) -> tuple[tuple[int, ...], int]:
     """The image shape and number of classes, from TFDS metadata only (nothing is downloaded)."""
-    info = _builder(name, data_dir).info
+    info = tfds_builder(name, data_dir).info
     return tuple(info.features["image"].shape), int(info.features["label"].num_classes)
+
+
+_barriers = itertools.count()
+
+
+def prepared_builder(name: str, data_dir: str | None = None, download: bool = True):
+    """The TFDS builder of `name`, prepared (downloaded and converted) if it was not yet.
+
+    With several processes, process 0 prepares first (a data_dir shared by all hosts is prepared
+    once) while the others wait; hosts with their own disks then prepare their own copy. Every
+    process calls this the same number of times, so the barrier names agree.
+    """
+    builder = tfds_builder(name, data_dir)
+    if jax.process_index() == 0 and not builder.is_prepared():
+        _prepare(builder, name, download)
+    if jax.process_count() > 1:
+        barrier(f"jaxnas_prepare_{name}_{next(_barriers)}")
+        builder = tfds_builder(name, data_dir)  # re-read: the metadata now lists the prepared splits
+        if not builder.is_prepared():
+            _prepare(builder, name, download)
+    return builder
 
 
 def load_split(name: str, split: str, data_dir: str | None = None, download: bool = True) -> ImageSet:
     """Read `split` of the TFDS data set `name` into memory (preparing it first if needed)."""
-    builder = _builder(name, data_dir)
-    if not builder.is_prepared():
-        if not download:
-            raise DataError(f"data set {name!r} is not prepared in {builder.data_dir} and downloads are off")
-        # Process 0 prepares first (a data_dir shared by all hosts is prepared once); hosts with their
-        # own disks then prepare their copy.
-        if jax.process_index() == 0:
-            _prepare(builder, name)
-        barrier(f"jaxnas_prepare_{name}_{split}")
-        builder = _builder(name, data_dir)  # re-read: the metadata now lists the prepared splits
-        if not builder.is_prepared():
-            _prepare(builder, name)
+    builder = prepared_builder(name, data_dir, download)
     source = builder.as_data_source(split=split)
     examples = [source[i] for i in range(len(source))]
     images = np.stack([np.asarray(ex["image"], np.uint8) for ex in examples])
@@ -91,7 +102,9 @@ def load_split(name: str, split: str, data_dir: str | None = None, download: boo
     return ImageSet(images, labels, int(builder.info.features["label"].num_classes))
 
 
-def _prepare(builder, name: str) -> None:
+def _prepare(builder, name: str, download: bool) -> None:
+    if not download:
+        raise DataError(f"data set {name!r} is not prepared in {builder.data_dir} and downloads are off")
     try:
         builder.download_and_prepare()
     except Exception as e:  # network, missing TensorFlow for Image features, disk: say which set failed
