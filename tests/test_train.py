@@ -128,3 +128,40 @@ def test_bfloat16_compute_keeps_float32_parameters(tmp_path):
     diff = max(float(jnp.max(jnp.abs(a - b)))
                for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(f32.params)))
     assert 0 < diff < 0.05  # bfloat16 rounding, not a different computation
+
+
+def test_random_resized_crop_boxes_respect_area_and_ratio():
+    from jaxnas.data.streaming import random_resized_crop_box
+
+    rng = np.random.default_rng(0)
+    for h, w in [(100, 80), (30, 300), (224, 224)]:
+        for _ in range(50):
+            top, left, ch, cw = random_resized_crop_box(rng, h, w)
+            assert 0 <= top and top + ch <= h and 0 <= left and left + cw <= w and ch > 0 and cw > 0
+    # A 2x400 strip has no crop of >= 99 % of its area with ratio 3/4..4/3: the fallback is the
+    # largest central crop within the ratio range (2 x round(2 * 4/3)).
+    assert random_resized_crop_box(rng, 2, 400, scale=(0.99, 1.0)) == (0, 198, 2, 3)
+
+
+def test_eval_transform_is_the_central_square_of_the_resized_image():
+    from jaxnas.data.streaming import eval_transform
+
+    img = np.zeros((40, 80, 3), np.uint8)
+    img[:, 20:60] = 255  # a white central band, 40 px wide
+    out = eval_transform(img, size=16, resize=20)  # -> 20x40, central 16x16 lies inside the band
+    assert out.shape == (16, 16, 3) and out.min() == 255
+
+
+def test_imagenet_recipe_through_mock_data(tmp_path):
+    """The streaming ImageNet path (random-resized crops of variable-size images) under
+    tfds.testing.mock_data, on a tiny mobile-setting network."""
+    import tensorflow_datasets as tfds
+
+    config = load_config_file(os.path.join(ROOT, "configs", "train_darts_imagenet.py"))
+    assert (config.channels, config.layers, config.lr, config.weight_decay, config.label_smoothing) == (
+        48, 14, 0.1, 3e-5, 0.1)
+    config.update(dict(channels=8, layers=2, auxiliary_weight=0.0, image_size=32, eval_resize=36, epochs=1,
+                       batch_size=4, eval_batch_size=4, compilation_cache=""))
+    with tfds.testing.mock_data(num_examples=8):
+        result = loop.run(config, str(tmp_path / "in"))
+    assert result["steps"] == 2 and np.isfinite(result["test_loss"]) and result["dataset"] == "imagenet2012"

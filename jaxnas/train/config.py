@@ -25,6 +25,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.layers = 5
     c.auxiliary_weight = 0.0  # > 0 adds the auxiliary head at 2/3 depth with this loss weight
     c.drop_path = 0.1  # final drop-path rate, ramped linearly from 0 over training
+    c.image_size = 0  # 0: images as stored, in memory; > 0: streamed, random-resized crops to this size
+    c.eval_resize = 256  # streamed evaluation: shorter side to this, then the central image_size square
     c.crop_padding = 1
     c.flip = False
     c.cutout = 0

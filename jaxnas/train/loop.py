@@ -20,6 +20,7 @@ from jaxnas.checkpoint import Checkpointer
 from jaxnas.compilation import enable_compilation_cache
 from jaxnas.counting import count_params, multiply_adds
 from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
+from jaxnas.data.streaming import StreamingBatcher, open_split, streaming_eval_batches
 from jaxnas.describe import resolve_architecture
 from jaxnas.nn.network import NetworkCIFAR, NetworkImageNet
 from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, data_parallel_sum, host_batch, replicate
@@ -57,6 +58,31 @@ def drop_rate(config: ml_collections.ConfigDict, epoch: int) -> float:
     return config.drop_path * epoch / config.epochs
 
 
+def _data(config: ml_collections.ConfigDict, pid: int, pcount: int):
+    """(train batcher, test-batches factory, classes, image shape): in memory at the stored size
+    (CIFAR, digits), or streamed with random-resized crops to `image_size` (ImageNet)."""
+    if config.image_size:
+        train = open_split(config.dataset, config.train_split, config.data_dir)
+        test = open_split(config.dataset, config.test_split, config.data_dir)
+        batcher = StreamingBatcher(train, config.batch_size, config.seed, config.image_size, config.flip, pid, pcount)
+
+        def test_batches():
+            return streaming_eval_batches(test, config.eval_batch_size, config.image_size, config.eval_resize, pid,
+                                          pcount)
+
+        return batcher, test_batches, train.num_classes, (config.image_size, config.image_size, 3)
+    train = load_split(config.dataset, config.train_split, config.data_dir)
+    test = load_split(config.dataset, config.test_split, config.data_dir)
+    mean, std = channel_stats(train.images)
+    batcher = Batcher(train, config.batch_size, config.seed, mean, std, crop_padding=config.crop_padding,
+                      flip=config.flip, cutout=config.cutout, process_index=pid, process_count=pcount)
+
+    def test_batches():
+        return eval_batches(test, config.eval_batch_size, mean, std, pid, pcount)
+
+    return batcher, test_batches, train.num_classes, train.images.shape[1:]
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Train (or resume, or report) `config` in `workdir`; returns result.json's content (or
     `{"stopped": True, ...}` when a signal ended it early)."""
@@ -76,22 +102,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     logging.info("train %s on %s: %d device(s) (%s), %d process(es); workdir %s", config.genotype, config.dataset,
                  devices, jax.devices()[0].platform, pcount, workdir)
 
-    train = load_split(config.dataset, config.train_split, config.data_dir)
-    test = load_split(config.dataset, config.test_split, config.data_dir)
-    mean, std = channel_stats(train.images)
-    batcher = Batcher(train, config.batch_size, config.seed, mean, std, crop_padding=config.crop_padding,
-                      flip=config.flip, cutout=config.cutout, process_index=pid, process_count=pcount)
+    batcher, test_batches, num_classes, image_shape = _data(config, pid, pcount)
     spe = batcher.steps_per_epoch
     if spe < 1:
-        raise DataError(f"batch_size {config.batch_size} is larger than the train split ({len(train)} examples)")
+        raise DataError(f"batch_size {config.batch_size} is larger than the train split")
     total = spe * config.epochs
 
     compute_dtype = jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
     schedule = lr_schedule(config.lr, config.lr_schedule, config.epochs, spe, config.lr_decay)
     opt = optimizer(schedule, config.momentum, config.weight_decay, config.clip_norm)
-    net = build_network(config, genotype, train.num_classes, axis_name=DATA_AXIS)
-    sample = jnp.zeros((2,) + train.images.shape[1:], jnp.float32)
-    init = jax.jit(lambda: init_state(build_network(config, genotype, train.num_classes), sample,
+    net = build_network(config, genotype, num_classes, axis_name=DATA_AXIS)
+    sample = jnp.zeros((2, *image_shape), jnp.float32)
+    init = jax.jit(lambda: init_state(build_network(config, genotype, num_classes), sample,
                                       jax.random.key(config.seed), opt), compiler_options=FAST_COMPILE)
     mesh = data_mesh()
     state = replicate(init(), mesh)
@@ -108,9 +130,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     writer.keep_epochs_before(step // spe + 1)
 
     train_step = data_parallel(
-        make_train_step(net, opt, train.num_classes, config.auxiliary_weight, config.label_smoothing, compute_dtype,
+        make_train_step(net, opt, num_classes, config.auxiliary_weight, config.label_smoothing, compute_dtype,
                         DATA_AXIS), mesh, replicated_tail=1)
-    evaluate = data_parallel_sum(make_eval_totals(net, train.num_classes, compute_dtype, DATA_AXIS), mesh)
+    evaluate = data_parallel_sum(make_eval_totals(net, num_classes, compute_dtype, DATA_AXIS), mesh)
     progress = Progress(total, spe, config.epochs, config.batch_size, enabled=writer_enabled)
     pending: list[dict] = []
 
@@ -131,7 +153,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     def test_totals() -> np.ndarray:
         totals = np.zeros(3)
-        for x, y, mask in eval_batches(test, config.eval_batch_size, mean, std, pid, pcount):
+        for x, y, mask in test_batches():
             totals += np.asarray(jax.device_get(evaluate(state, *host_batch((x, y, mask), mesh))), np.float64)
         return totals
 
@@ -178,7 +200,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 return {"stopped": True, "step": step}
     totals = test_totals()
     params = jax.device_get(state.params)
-    madds = multiply_adds(build_network(config, genotype, train.num_classes), train.images.shape[1:], train=False)
+    madds = multiply_adds(build_network(config, genotype, num_classes), image_shape, train=False)
     result = {"test_acc": float(totals[1] / totals[2]), "test_loss": float(totals[0] / totals[2]),
               "params": count_params(params), "params_with_aux": count_params(params, include_auxiliary=True),
               "multiply_adds": int(sum(madds.values())), "epochs": config.epochs, "steps": step,
