@@ -52,6 +52,65 @@ def alpha_entropy(alphas: dict) -> float:
     return float(np.mean(np.concatenate([e.ravel() for e in ents])))
 
 
+@dataclasses.dataclass(frozen=True)
+class SearchData:
+    """The search's two data streams: search-train (weights) and search-val (α)."""
+
+    train: Batcher
+    val: Batcher
+    val_set: Any
+    steps_per_epoch: int
+    num_classes: int
+    image_shape: tuple
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def search_data(config: ml_collections.ConfigDict, pid: int = 0, pcount: int = 1) -> SearchData:
+    """The train split, its first `train_portion` for the weights and the rest (search-val) for α."""
+    full = load_split(config.dataset, "train", config.data_dir)
+    n_train = int(len(full) * config.train_portion)
+    search_train, search_val = full.take(0, n_train), full.take(n_train)
+    mean, std = channel_stats(full.images)
+    batcher = dict(batch_size=config.batch_size, seed=config.seed, mean=mean, std=std,
+                   crop_padding=config.crop_padding, flip=config.flip, process_index=pid, process_count=pcount)
+    train_data = Batcher(search_train, stream=0, **batcher)
+    val_data = Batcher(search_val, stream=1, **batcher)
+    spe = min(train_data.steps_per_epoch, val_data.steps_per_epoch)
+    if spe < 1:
+        raise DataError(f"batch_size {config.batch_size} is larger than the search-train/val splits "
+                        f"({len(search_train)}/{len(search_val)} examples)")
+    return SearchData(train_data, val_data, search_val, spe, full.num_classes, full.images.shape[1:], mean, std)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSetup:
+    net: Any  # the supernet, with BN statistics synchronised over DATA_AXIS
+    step: Any  # the search step, for one device's shard
+    init: Any  # jitted () -> the initial SearchState
+    schedule: Any
+    weight_opt: Any
+    alpha_opt: Any
+
+
+def search_setup(config: ml_collections.ConfigDict, space, data: SearchData, axis_name=DATA_AXIS) -> SearchSetup:
+    """The supernet, the search step and the initial state the config describes."""
+    schedule = cosine_lr(config.lr, config.lr_min, config.epochs, data.steps_per_epoch)
+    net = space.supernet(data.num_classes, axis_name=axis_name)
+    step_fn, w_opt, a_opt = make_search_step(
+        net, config.estimator, schedule, config_lib.estimator_options(config), momentum=config.momentum,
+        weight_decay=config.weight_decay, clip_norm=config.clip_norm, alpha_lr=config.alpha_lr,
+        alpha_betas=(config.alpha_b1, config.alpha_b2), alpha_weight_decay=config.alpha_weight_decay,
+        axis_name=axis_name)
+    alpha_rng, weight_rng = jax.random.split(jax.random.key(config.seed))
+    sample = jnp.zeros((2, *data.image_shape), jnp.float32)
+    # Initialisation runs once: compile it without XLA's optimisation passes (its hundreds of random
+    # initialisers otherwise take most of a minute to compile on CPU).
+    init = jax.jit(lambda: init_state(space.supernet(data.num_classes), space.init_alphas(alpha_rng), sample,
+                                      weight_rng, w_opt, a_opt), compiler_options=FAST_COMPILE)
+    return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Run (or resume, or just report) the search `config` in `workdir`; returns the last epoch record
     (plus `stopped` when a signal ended it early)."""
@@ -77,36 +136,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     logging.info("search %s/%s/%s on %s: %d device(s) (%s), %d process(es); workdir %s", config.space,
                  config.strategy, config.estimator, config.dataset, devices, jax.devices()[0].platform, pcount, workdir)
 
-    # Data: the train split, first part for the weights, the rest (search-val) for α.
-    full = load_split(config.dataset, "train", config.data_dir)
-    n_train = int(len(full) * config.train_portion)
-    search_train, search_val = full.take(0, n_train), full.take(n_train)
-    mean, std = channel_stats(full.images)
-    batcher = dict(batch_size=config.batch_size, seed=config.seed, mean=mean, std=std,
-                   crop_padding=config.crop_padding, flip=config.flip, process_index=pid, process_count=pcount)
-    train_data = Batcher(search_train, stream=0, **batcher)
-    val_data = Batcher(search_val, stream=1, **batcher)
-    spe = min(train_data.steps_per_epoch, val_data.steps_per_epoch)
-    if spe < 1:
-        raise DataError(f"batch_size {config.batch_size} is larger than the search-train/val splits "
-                        f"({len(search_train)}/{len(search_val)} examples)")
+    data = search_data(config, pid, pcount)
+    train_data, val_data, spe, search_val = data.train, data.val, data.steps_per_epoch, data.val_set
+    mean, std = data.mean, data.std
     total = spe * config.epochs
     k = config_lib.train_batches_per_step(config)
-
-    # State and the compiled step.
-    schedule = cosine_lr(config.lr, config.lr_min, config.epochs, spe)
-    net = space.supernet(full.num_classes, axis_name=DATA_AXIS)
-    step_fn, w_opt, a_opt = make_search_step(
-        net, config.estimator, schedule, config_lib.estimator_options(config), momentum=config.momentum,
-        weight_decay=config.weight_decay, clip_norm=config.clip_norm, alpha_lr=config.alpha_lr,
-        alpha_betas=(config.alpha_b1, config.alpha_b2), alpha_weight_decay=config.alpha_weight_decay,
-        axis_name=DATA_AXIS)
-    alpha_rng, weight_rng = jax.random.split(jax.random.key(config.seed))
-    sample = jnp.zeros((2,) + search_train.images.shape[1:], jnp.float32)
-    # Initialisation runs once: compile it without XLA's optimisation passes (its hundreds of random
-    # initialisers otherwise take most of a minute to compile on CPU).
-    init = jax.jit(lambda: init_state(space.supernet(full.num_classes), space.init_alphas(alpha_rng), sample,
-                                      weight_rng, w_opt, a_opt), compiler_options=FAST_COMPILE)
+    setup = search_setup(config, space, data)
+    net, step_fn, init = setup.net, setup.step, setup.init
     mesh = data_mesh()
     state = replicate(init(), mesh)
 
@@ -175,7 +211,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 flush()
             if step % spe == 0:
                 flush()
-                last = _end_epoch(config, space, workdir, writer, state, evaluate, full, search_val, mean, std, mesh,
+                last = _end_epoch(config, space, workdir, writer, state, evaluate, search_val, mean, std, mesh,
                                   step // spe, step, sums, time.perf_counter() - t_epoch, devices)
                 sums = EpochSums.empty(STEP_METRICS)
                 save()
@@ -197,7 +233,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     return last or {"step": step}
 
 
-def _end_epoch(config, space, workdir, writer, state, evaluate, full, search_val, mean, std, mesh, epoch, step, sums,
+def _end_epoch(config, space, workdir, writer, state, evaluate, search_val, mean, std, mesh, epoch, step, sums,
                seconds, devices) -> dict:
     """Evaluate on search-val, derive the genotype, write this epoch's record, α and plots."""
     totals = np.zeros(3)
