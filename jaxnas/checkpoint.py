@@ -58,6 +58,12 @@ class Checkpointer:
         self._manager.save(step, args=args, force=True)
         self._manager.wait_until_finished()
 
+    def restore(self, step: int, target: Any) -> tuple[Any, dict]:
+        """Checkpoint `step` as (state, record); raises if it cannot be read (nothing is moved)."""
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(_unwrap_keys(target)), record=ocp.args.JsonRestore())
+        restored = self._manager.restore(step, args=args)
+        return _rewrap_keys(restored["state"], target), dict(restored["record"])
+
     def restore_latest(self, target: Any) -> tuple[Any, dict] | None:
         """The newest checkpoint that restores, as (state, record); None when there is none.
 
@@ -66,10 +72,7 @@ class Checkpointer:
         """
         for step in reversed(self.steps()):
             try:
-                args = ocp.args.Composite(state=ocp.args.StandardRestore(_unwrap_keys(target)),
-                                          record=ocp.args.JsonRestore())
-                restored = self._manager.restore(step, args=args)
-                return _rewrap_keys(restored["state"], target), dict(restored["record"])
+                return self.restore(step, target)
             except Exception as e:  # any failure to read means: do not trust this checkpoint
                 moved = self._set_aside(step)
                 message = str(e).splitlines()[0][:200] if str(e) else ""

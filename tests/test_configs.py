@@ -8,6 +8,7 @@ import pytest
 
 from jaxnas.search import config as search_config
 from jaxnas.search.config import ConfigError, load_config_file
+from jaxnas.study import config as study_config
 from jaxnas.train import config as train_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,8 +17,9 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_config_files_validate(path):
-    """configs/train_*.py are training configs, the others search configs."""
-    kind = train_config if os.path.basename(path).startswith("train_") else search_config
+    """configs/train_*.py are training configs, study_*.py study configs, the others search configs."""
+    base = os.path.basename(path)
+    kind = train_config if base.startswith("train_") else study_config if base.startswith("study_") else search_config
     config = load_config_file(path)
     kind.validate(config)
     assert set(config.keys()) == set(kind.get_config().keys())

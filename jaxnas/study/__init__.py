@@ -1,0 +1,1 @@
+"""Gradient-approximation studies (python -m jaxnas.study)."""
