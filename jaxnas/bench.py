@@ -1,11 +1,12 @@
 """`python -m jaxnas.bench`: compile time, step time, images/s and peak memory of supernet steps.
 
-    python -m jaxnas.bench --config=configs/darts_cifar10.py --step darts_fd       # the paper config
-    python -m jaxnas.bench --channels 8 --layers 5 --batch-size 32 --step weight  # flags override it
-    python -m jaxnas.bench --impl reference --step weight --json
+    python -m jaxnas.bench --config=configs/darts_cifar10.py --step=darts_fd        # the paper config
+    python -m jaxnas.bench --config.channels=16 --config.layers=8 --config.batch_size=64 --config.dataset=cifar10
+    python -m jaxnas.bench --config.impl=reference --step=weight --json
+    python -m jaxnas.bench --config=configs/darts_cifar10.py --step=unrolled --config.remat=True
 
 The network, optimizers, estimator options and input shape come from a search config (default: the
-offline default's; flags override channels, layers, batch size, implementation). Input is random
+offline default's; `--config.key=value` overrides any key, as for `python -m jaxnas.search`). Input is random
 data of the data set's image shape (read from TFDS metadata, nothing downloaded). Steps: `weight`
 (forward + backward + SGD-momentum update of the weights only), or a full search step
 (`jaxnas.search.step`: the α update from a hypergradient estimator, then the weight update); the
@@ -15,8 +16,8 @@ default is the config's estimator. Times are medians after one warm-up call; com
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -26,6 +27,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from absl import app, flags
+from ml_collections import config_flags
 
 from jaxnas.data.pipeline import image_shape_and_classes
 from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, replicate, shard_batch
@@ -101,7 +104,7 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     step_seconds = float(np.median(times))
     return {
         "config": dict(space=config.space, dataset=config.dataset, image_shape=list(shape), channels=config.channels,
-                       layers=config.layers, batch_size=batch_size, step=step, impl=config.impl),
+                       layers=config.layers, batch_size=batch_size, step=step, impl=config.impl, remat=config.remat),
         "device": f"{jax.devices()[0].platform} x{jax.device_count()}",
         "compile_seconds": round(compile_seconds, 2),
         "step_seconds": round(step_seconds, 3),
@@ -111,39 +114,34 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jaxnas.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--config", default="", help="search config file[:variant] (default: the offline default)")
-    p.add_argument("--step", default=None, help=f"one of {', '.join(STEPS)} (default: the config's estimator)")
-    p.add_argument("--channels", type=int, default=None)
-    p.add_argument("--layers", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--dataset", default=None, help="data set whose image shape to use (e.g. cifar10)")
-    p.add_argument("--impl", default=None, help="grouped | reference")
-    p.add_argument("--repeats", type=int, default=5, help="timed steps (the median is reported)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps after compiling")
-    p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; use --config, --config.key=value, --step, ...")
     try:
-        config = config_lib.load_config_file(a.config) if a.config else config_lib.get_config()
-        for key, value in (("channels", a.channels), ("layers", a.layers), ("batch_size", a.batch_size),
-                           ("dataset", a.dataset), ("impl", a.impl)):
-            if value is not None:
-                config[key] = value
-        r = run(config, a.step, a.repeats, a.warmup)
-    except ValueError as e:
+        r = run(_CONFIG.value, _STEP.value, _REPEATS.value, _WARMUP.value)
+    except ValueError as e:  # ConfigError included
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    if a.json:
+        sys.exit(2)
+    if _JSON.value:
         print(json.dumps(r))
-    else:
-        c = r["config"]
-        print(f"{c['impl']} {c['space']} supernet C={c['channels']} cells={c['layers']} batch={c['batch_size']} "
-              f"{c['dataset']} {tuple(c['image_shape'])} {c['step']} step on {r['device']}")
-        print(f"  compile {r['compile_seconds']:.1f} s | step {r['step_seconds']:.3f} s | "
-              f"{r['images_per_second']:.1f} images/s | peak RSS {r['peak_memory_mb']:.0f} MB")
-    return 0
+        return
+    c = r["config"]
+    print(f"{c['impl']} {c['space']} supernet C={c['channels']} cells={c['layers']} batch={c['batch_size']} "
+          f"{c['dataset']} {tuple(c['image_shape'])} {c['step']} step{' (remat)' if c['remat'] else ''} "
+          f"on {r['device']}")
+    print(f"  compile {r['compile_seconds']:.1f} s | step {r['step_seconds']:.3f} s | "
+          f"{r['images_per_second']:.1f} images/s | peak RSS {r['peak_memory_mb']:.0f} MB")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from jaxnas import cli
+
+    cli.check_override_keys(sys.argv, set(config_lib.get_config().keys()))
+    _CONFIG = config_flags.DEFINE_config_file("config", os.path.abspath(config_lib.__file__),
+                                              "search config file[:variant] (default: the offline default)",
+                                              lock_config=True)
+    _STEP = flags.DEFINE_string("step", None, f"one of {', '.join(STEPS)} (default: the config's estimator)")
+    _REPEATS = flags.DEFINE_integer("repeats", 5, "timed steps (the median is reported)")
+    _WARMUP = flags.DEFINE_integer("warmup", 1, "untimed steps after compiling")
+    _JSON = flags.DEFINE_bool("json", False, "print one JSON line")
+    app.run(main)

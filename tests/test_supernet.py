@@ -12,8 +12,9 @@ import numpy as np
 import optax
 import pytest
 
+from jaxnas.compilation import FAST_COMPILE
 from jaxnas.nn.grouped import EdgeGroup
-from jaxnas.nn.supernet import DartsSupernet, grouped_variables_from_reference
+from jaxnas.nn.supernet import DartsSupernet, grouped_variables_from_reference, search_cell_class
 from jaxnas.spaces.darts import init_alphas
 
 C, LAYERS, BATCH, SIZE = 4, 3, 4, 8  # cells: normal, reduce, reduce (with a FactorizedReduce input)
@@ -134,3 +135,38 @@ def test_unknown_impl_is_named():
     x, _, alphas, *_ = setup()
     with pytest.raises(ValueError, match="unknown supernet impl 'fastest'; valid: grouped, reference"):
         DartsSupernet(C, LAYERS, impl="fastest").init(jax.random.key(0), x, alphas, train=False)
+
+
+def test_remat_changes_memory_not_results():
+    """A rematerialised cell (`DartsSupernet(remat=True)`) gives the same output, gradients and BN
+    statistics as the stored one (float64). One normal cell keeps the extra compile small."""
+    x, y, alphas, *_ = setup()
+    s = jax.random.normal(jax.random.key(3), (BATCH, SIZE, SIZE, 4 * C), jnp.float64)
+    w = jax.nn.softmax(alphas["normal"], axis=-1)
+    cells = [search_cell_class("grouped", remat)(C, False, False, None) for remat in (False, True)]
+    v = jax.jit(lambda: cells[0].init(jax.random.key(0), s, s, w, True), compiler_options=FAST_COMPILE)()
+    v = jax.tree.map(lambda t: t.astype(jnp.float64), v)
+
+    def loss(cell, params, s0, w):
+        out, upd = cell.apply({"params": params, "batch_stats": v["batch_stats"]}, s0, s, w, True,
+                              mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(out)), upd["batch_stats"]
+
+    (l0, st0), g0 = jax.jit(jax.value_and_grad(functools.partial(loss, cells[0]), (0, 1, 2), has_aux=True),
+                            compiler_options=FAST_COMPILE)(v["params"], s, w)
+    (l1, st1), g1 = jax.jit(jax.value_and_grad(functools.partial(loss, cells[1]), (0, 1, 2), has_aux=True),
+                            compiler_options=FAST_COMPILE)(v["params"], s, w)
+    np.testing.assert_allclose(l1, l0, rtol=1e-12)
+    assert_trees_close(g1, g0, rtol=1e-10, atol=1e-12)
+    assert_trees_close(st1, st0, rtol=1e-10, atol=1e-12)
+
+
+def test_supernet_remat_flag_rematerialises():
+    """The flag reaches the cells: the traced backward pass recomputes them (a `remat`/`checkpoint`
+    primitive appears in the jaxpr), without compiling anything."""
+    x, y, alphas, *_ = setup()
+    net = DartsSupernet(C, 2, 10, remat=True)
+    v = jax.eval_shape(lambda: net.init(jax.random.key(0), x, alphas, train=False))
+    grad = jax.grad(lambda p, stats: loss_fn(net, p, stats, alphas, x, y)[0])
+    jaxpr = jax.make_jaxpr(grad)(v["params"], v["batch_stats"])
+    assert "checkpoint" in str(jaxpr) or "remat" in str(jaxpr)

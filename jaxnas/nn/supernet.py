@@ -124,6 +124,14 @@ class SearchCellGrouped(nn.Module):
         return jnp.concatenate(nodes, axis=-1)
 
 
+def search_cell_class(impl: str, remat: bool = False) -> type[nn.Module]:
+    """The search cell of one implementation; with `remat` its activations are recomputed in the
+    backward pass instead of stored (memory for compute: what lets second-order estimators fit at
+    the paper config)."""
+    cell_cls = SearchCellGrouped if impl == "grouped" else SearchCellReference
+    return nn.remat(cell_cls, static_argnums=(4,)) if remat else cell_cls  # args: (self, s0, s1, w, train)
+
+
 class DartsSupernet(nn.Module):
     """The DARTS search network: 3C stem, `layers` search cells, global pool, linear classifier."""
 
@@ -133,12 +141,13 @@ class DartsSupernet(nn.Module):
     stem_multiplier: int = 3
     impl: str = "grouped"
     axis_name: str | None = None
+    remat: bool = False  # recompute each cell's activations in the backward pass instead of storing them
 
     @nn.compact
     def __call__(self, x: Array, alphas: Mapping[str, Array], train: bool) -> Array:
         if self.impl not in IMPLEMENTATIONS:
             raise ValueError(f"unknown supernet impl {self.impl!r}; valid: {', '.join(IMPLEMENTATIONS)}")
-        cell_cls = SearchCellGrouped if self.impl == "grouped" else SearchCellReference
+        cell_cls = search_cell_class(self.impl, self.remat)
         w_normal = jax.nn.softmax(alphas["normal"], axis=-1).astype(x.dtype)
         w_reduce = jax.nn.softmax(alphas["reduce"], axis=-1).astype(x.dtype)
         s = conv(self.stem_multiplier * self.C, 3, padding=1, name="stem_conv")(x)

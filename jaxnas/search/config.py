@@ -33,6 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.channels = 8
     c.layers = 5  # cells (darts), cells per stage (nb201), layers (chain)
     c.impl = "grouped"  # darts supernet implementation
+    c.remat = False  # darts: recompute cell activations in backward passes (less memory, more compute)
     # How to search.
     c.strategy = "darts"
     c.estimator = "first_order"  # one of ESTIMATORS
@@ -136,7 +137,7 @@ def train_batches_per_step(config: ml_collections.ConfigDict) -> int:
 
 def space_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
     if config.space == "darts":
-        return {"channels": config.channels, "layers": config.layers, "impl": config.impl}
+        return {"channels": config.channels, "layers": config.layers, "impl": config.impl, "remat": config.remat}
     if config.space == "nb201":
         return {"channels": config.channels, "cells_per_stage": config.layers}
     return {"channels": config.channels, "layers": config.layers}

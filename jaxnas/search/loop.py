@@ -23,7 +23,7 @@ from absl import logging
 
 from jaxnas import viz
 from jaxnas.checkpoint import Checkpointer
-from jaxnas.compilation import enable_compilation_cache
+from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
 from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, data_parallel_sum, host_batch, replicate
 from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
@@ -38,7 +38,6 @@ from jaxnas.writers import MetricsWriter, Progress
 # change them. Any other difference from the workdir's saved config is an error.
 RUNTIME_KEYS = ("data_dir", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "compilation_cache",
                 "plots", "max_nonfinite_steps", "eval_batch_size")
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 STEP_METRICS = ("train_loss", "train_acc", "val_loss", "hypergrad_norm")
 
 

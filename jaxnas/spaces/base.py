@@ -40,6 +40,7 @@ class DartsSpace:
     channels: int = 16
     layers: int = 8
     impl: str = "grouped"
+    remat: bool = False
     name: str = "darts"
 
     def init_alphas(self, rng):
@@ -48,7 +49,8 @@ class DartsSpace:
     def supernet(self, num_classes, axis_name=None):
         from jaxnas.nn.supernet import DartsSupernet
 
-        return DartsSupernet(self.channels, self.layers, num_classes, impl=self.impl, axis_name=axis_name)
+        return DartsSupernet(self.channels, self.layers, num_classes, impl=self.impl, axis_name=axis_name,
+                             remat=self.remat)
 
     def derive(self, alphas):
         return darts.derive(alphas)

@@ -17,7 +17,7 @@ import numpy as np
 from absl import logging
 
 from jaxnas.checkpoint import Checkpointer
-from jaxnas.compilation import enable_compilation_cache
+from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.counting import count_params, multiply_adds
 from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
 from jaxnas.data.streaming import StreamingBatcher, open_split, streaming_eval_batches
@@ -31,7 +31,6 @@ from jaxnas.train import config as config_lib
 from jaxnas.train.step import init_state, lr_schedule, make_eval_totals, make_train_step, optimizer
 from jaxnas.writers import MetricsWriter, Progress
 
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 STEP_METRICS = ("train_loss", "train_acc")
 
 
