@@ -19,6 +19,7 @@ import pytest
 
 from jaxnas.search import loop
 from jaxnas.search.config import ConfigError, get_config
+from jaxnas.search.cost import darts_costs, derived_cost, expected_cost
 from jaxnas.spaces.darts import Genotype
 
 CHAIN = ["--config.space=chain", "--config.channels=4", "--config.layers=2", "--config.batch_size=16",
@@ -168,6 +169,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(shared, referenc
     ("--config.dataset=cifar1O", "unknown data set 'cifar1O'.*close matches: .*cifar10"),
     ("--config.learning_rate=0.1", "unknown config key 'learning_rate'; valid keys: .*lr"),
     ("--config.batch_size=0", "batch_size must be a positive integer"),
+    ("--config.cost_weight=1", "cost_weight > 0 needs space 'darts'"),
 ])
 def test_bad_input_is_one_line_before_any_work(shared, tmp_path, flag, message):
     workdir = str(tmp_path / "bad")
@@ -214,11 +216,15 @@ def test_config_validation_names_valid_choices():
 def test_darts_search_on_four_devices(shared, tmp_path):
     workdir = str(tmp_path / "four")
     r = _ok(_search(shared, workdir, "--config.channels=4", "--config.layers=2", "--config.epochs=1",
-                    "--config.batch_size=32", "--config.train_portion=0.25", devices=4))
+                    "--config.batch_size=32", "--config.train_portion=0.25", "--config.cost_weight=1e-4", devices=4))
     assert "4 device(s)" in r.stderr
-    _, genotype, metrics = _outputs(workdir)
+    alphas, genotype, metrics = _outputs(workdir)
     assert metrics[0]["devices"] == 4 and 0.0 <= metrics[0]["val_acc"] <= 1.0
-    Genotype.from_dict(genotype)  # a valid DARTS genotype
+    genotype = Genotype.from_dict(genotype)  # a valid DARTS genotype
+    # The resource-aware objective logs the relaxed and the derived parameter cost of each epoch.
+    costs = darts_costs(4, 2, (8, 8), "params")
+    assert metrics[0]["derived_cost"] == derived_cost(genotype, costs) > 0
+    np.testing.assert_allclose(metrics[0]["expected_cost"], float(expected_cost(alphas, costs)), rtol=1e-6)
 
 
 def test_two_processes_equal_one_process(shared, tmp_path):

@@ -26,14 +26,19 @@ def one_device_step(estimator, state, batches, train_index=0, val_index=2, **opt
     return fn(replicate(state, mesh), shard_batch((batches[train_index],), mesh), shard_batch(batches[val_index], mesh))
 
 
-def test_first_order_step_matches_hand_computation():
+def quadratic_penalty(alphas):  # stands in for λ·E_α[cost]: a term of the α objective free of w
+    return 0.7 * jnp.sum(alphas["layers"] ** 2)
+
+
+@pytest.mark.parametrize("penalty", [None, quadratic_penalty])
+def test_first_order_step_matches_hand_computation(penalty):
     step, state, batches, schedule = build("first_order")
-    new, metrics = one_device_step("first_order", state, batches)
+    new, metrics = one_device_step("first_order", state, batches, alpha_penalty=penalty)
     net_loss = lambda w, a, b: plain_loss(w, a, b, state.batch_stats)  # noqa: E731
     # α: torch-style Adam (weight decay 1e-3 added to the gradient), lr 3e-4, betas (0.5, 0.999), first step.
     g = np.asarray(jax.grad(net_loss, 1)(state.params, state.alphas, batches[2])["layers"], np.float64)
     a = np.asarray(state.alphas["layers"], np.float64)
-    g = g + 1e-3 * a
+    g = g + 1e-3 * a + (1.4 * a if penalty else 0.0)
     m, v = (1 - 0.5) * g / (1 - 0.5), (1 - 0.999) * g**2 / (1 - 0.999)
     expected_alpha = a - 3e-4 * m / (np.sqrt(v) + 1e-8)
     np.testing.assert_allclose(new.alphas["layers"], expected_alpha, rtol=1e-5, atol=1e-7)

@@ -37,6 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
     # How to search.
     c.strategy = "darts"
     c.estimator = "first_order"  # one of ESTIMATORS
+    # Resource-aware search (darts space): α objective L_val + cost_weight·E_α[cost].
+    c.cost_weight = 0.0
+    c.cost_metric = "params"  # params | madds | path of a JSON latency table {op: cost}
     c.fd_eps_scale = 0.01  # darts_fd: ε = fd_eps_scale / ‖∇w' L_val‖
     c.unroll_steps = 1  # unrolled: inner optimizer steps differentiated through
     c.implicit_method = "cg"  # implicit: "cg" or "neumann"
@@ -111,6 +114,15 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
     if not 0.0 < config.train_portion < 1.0:
         raise ConfigError(f"train_portion must be in (0, 1), got {config.train_portion!r}")
+    if config.cost_weight < 0:
+        raise ConfigError(f"cost_weight must be >= 0, got {config.cost_weight!r}")
+    if config.cost_weight > 0:
+        if config.space != "darts":
+            raise ConfigError(f"cost_weight > 0 needs space 'darts' (got {config.space!r}); the cost tables "
+                              "exist for the DARTS cell space")
+        if config.cost_metric not in ("params", "madds") and not str(config.cost_metric).endswith(".json"):
+            raise ConfigError(f"unknown cost_metric {config.cost_metric!r}; valid: params, madds, or a .json "
+                              "latency table {op: cost}")
     for key in ("batch_size", "eval_batch_size"):
         if config[key] % device_count:
             raise ConfigError(f"{key} {config[key]} does not split over {device_count} devices; use a multiple "

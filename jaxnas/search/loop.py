@@ -9,6 +9,7 @@ damaged newest checkpoint) writes the same α, genotypes and metrics as one that
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -28,6 +29,7 @@ from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_datase
 from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, data_parallel_sum, host_batch, replicate
 from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
 from jaxnas.search import config as config_lib
+from jaxnas.search import cost as cost_lib
 from jaxnas.search.config import ConfigError
 from jaxnas.search.state import cosine_lr
 from jaxnas.search.step import init_state, make_search_step
@@ -92,15 +94,23 @@ class SearchSetup:
     alpha_opt: Any
 
 
+def _weighted_cost(weight, costs, alphas):
+    return weight * cost_lib.expected_cost(alphas, costs)
+
+
 def search_setup(config: ml_collections.ConfigDict, space, data: SearchData, axis_name=DATA_AXIS) -> SearchSetup:
     """The supernet, the search step and the initial state the config describes."""
     schedule = cosine_lr(config.lr, config.lr_min, config.epochs, data.steps_per_epoch)
     net = space.supernet(data.num_classes, axis_name=axis_name)
+    penalty = None
+    if config.cost_weight > 0:
+        costs = cost_lib.space_costs(space, data.image_shape, config.cost_metric)
+        penalty = functools.partial(_weighted_cost, config.cost_weight, costs)
     step_fn, w_opt, a_opt = make_search_step(
         net, config.estimator, schedule, config_lib.estimator_options(config), momentum=config.momentum,
         weight_decay=config.weight_decay, clip_norm=config.clip_norm, alpha_lr=config.alpha_lr,
         alpha_betas=(config.alpha_b1, config.alpha_b2), alpha_weight_decay=config.alpha_weight_decay,
-        axis_name=axis_name)
+        axis_name=axis_name, alpha_penalty=penalty)
     alpha_rng, weight_rng = jax.random.split(jax.random.key(config.seed))
     sample = jnp.zeros((2, *data.image_shape), jnp.float32)
     # Initialisation runs once: compile it without XLA's optimisation passes (its hundreds of random
@@ -119,6 +129,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     config_lib.validate(config, devices, pcount)
     try:
         space = get_space(config.space, **config_lib.space_options(config))
+        if config.cost_weight > 0 and config.cost_metric not in cost_lib.METRICS:
+            cost_lib.read_latency_table(config.cost_metric, space.op_names()["normal"])
     except ValueError as e:
         raise ConfigError(str(e)) from None
     check_dataset(config.dataset, config.data_dir)
@@ -248,6 +260,10 @@ def _end_epoch(config, space, workdir, writer, state, evaluate, search_val, mean
               "lr": float(cosine_lr(config.lr, config.lr_min, config.epochs, 1)(epoch - 1)),
               "alpha_entropy": alpha_entropy(alphas), "nonfinite_steps": sums.steps - sums.finite_steps,
               "seconds": seconds, "devices": devices, "genotype": space.arch_to_dict(arch)}
+    if config.cost_weight > 0:  # what the penalty trades: the relaxed cost and the derived cell's
+        costs = cost_lib.space_costs(space, search_val.images.shape[1:], config.cost_metric)
+        record["expected_cost"] = float(cost_lib.expected_cost(alphas, costs))
+        record["derived_cost"] = cost_lib.derived_cost(arch, costs)
     record = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in record.items()}
     logging.info("epoch %d/%d: train loss %.4f acc %.4f | search-val acc %.4f | α entropy %.3f | %.1f s",
                  epoch, config.epochs, record["train_loss"], record["train_acc"], record["val_acc"],

@@ -64,11 +64,13 @@ def make_search_step(
     alpha_betas: tuple[float, float] = (0.5, 0.999),
     alpha_weight_decay: float = 1e-3,
     axis_name: str | None = None,
+    alpha_penalty: Callable | None = None,
 ):
     """Return (step, weight_opt, alpha_opt); step(state, train_batches, val_batch) -> (state, metrics).
 
     `train_batches` is a tuple of (x, y) batches: the first trains the weights; `unrolled(k)`
-    unrolls through the first k.
+    unrolls through the first k. `alpha_penalty(α)`, a term of the α objective that does not depend
+    on the weights (e.g. λ·E_α[cost]), adds its exact gradient to the estimator's.
     """
     estimate = hypergrad.get_estimator(estimator, **(estimator_options or {}))
     inner = inner_optimizer(schedule, momentum, weight_decay)
@@ -86,6 +88,8 @@ def make_search_step(
             loss_fn, state.params, state.alphas, inner, state.weight_opt_state[1], tuple(train_batches), val_batch,
             axis_name=axis_name, **extra,
         )
+        if alpha_penalty is not None:
+            d_alpha = jax.tree.map(jnp.add, d_alpha, jax.grad(alpha_penalty)(state.alphas))
         a_updates, alpha_opt_state = alpha_opt.update(d_alpha, state.alpha_opt_state, state.alphas)
         alphas = optax.apply_updates(state.alphas, a_updates)
 
