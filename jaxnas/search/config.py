@@ -11,6 +11,7 @@ from typing import Any
 
 import ml_collections
 
+from jaxnas.search.cost import METRICS as COST_METRICS
 from jaxnas.search.hypergrad import ESTIMATORS
 from jaxnas.spaces.base import SPACES
 
@@ -120,7 +121,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
         if config.space != "darts":
             raise ConfigError(f"cost_weight > 0 needs space 'darts' (got {config.space!r}); the cost tables "
                               "exist for the DARTS cell space")
-        if config.cost_metric not in ("params", "madds") and not str(config.cost_metric).endswith(".json"):
+        if config.cost_metric not in COST_METRICS and not str(config.cost_metric).endswith(".json"):
             raise ConfigError(f"unknown cost_metric {config.cost_metric!r}; valid: params, madds, or a .json "
                               "latency table {op: cost}")
     for key in ("batch_size", "eval_batch_size"):

@@ -28,10 +28,6 @@ from jaxnas.spaces import darts
 METRICS = ("params", "madds")  # or the path of a latency table (.json)
 
 
-def describe_metric(metric: str) -> str:
-    return metric if metric in METRICS else f"latency table {os.path.basename(metric)}"
-
-
 @functools.cache
 def _op_cost(name: str, C: int, stride: int, spatial: tuple[int, int], metric: str) -> float:
     """Parameters or multiply-adds of one DARTS op (affine BN) on an input of C channels."""

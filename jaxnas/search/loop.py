@@ -92,6 +92,7 @@ class SearchSetup:
     schedule: Any
     weight_opt: Any
     alpha_opt: Any
+    costs: Any = None  # the cost tables of a resource-aware search (cost_weight > 0), else None
 
 
 def _weighted_cost(weight, costs, alphas):
@@ -102,7 +103,7 @@ def search_setup(config: ml_collections.ConfigDict, space, data: SearchData, axi
     """The supernet, the search step and the initial state the config describes."""
     schedule = cosine_lr(config.lr, config.lr_min, config.epochs, data.steps_per_epoch)
     net = space.supernet(data.num_classes, axis_name=axis_name)
-    penalty = None
+    costs = penalty = None
     if config.cost_weight > 0:
         costs = cost_lib.space_costs(space, data.image_shape, config.cost_metric)
         penalty = functools.partial(_weighted_cost, config.cost_weight, costs)
@@ -117,7 +118,7 @@ def search_setup(config: ml_collections.ConfigDict, space, data: SearchData, axi
     # initialisers otherwise take most of a minute to compile on CPU).
     init = jax.jit(lambda: init_state(space.supernet(data.num_classes), space.init_alphas(alpha_rng), sample,
                                       weight_rng, w_opt, a_opt), compiler_options=FAST_COMPILE)
-    return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt)
+    return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt, costs)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -223,7 +224,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             if step % spe == 0:
                 flush()
                 last = _end_epoch(config, space, workdir, writer, state, evaluate, search_val, mean, std, mesh,
-                                  step // spe, step, sums, time.perf_counter() - t_epoch, devices)
+                                  step // spe, step, sums, time.perf_counter() - t_epoch, devices, setup.costs)
                 sums = EpochSums.empty(STEP_METRICS)
                 save()
                 t_epoch = time.perf_counter()
@@ -245,7 +246,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
 
 def _end_epoch(config, space, workdir, writer, state, evaluate, search_val, mean, std, mesh, epoch, step, sums,
-               seconds, devices) -> dict:
+               seconds, devices, costs) -> dict:
     """Evaluate on search-val, derive the genotype, write this epoch's record, α and plots."""
     totals = np.zeros(3)
     pid, pcount = jax.process_index(), jax.process_count()
@@ -260,8 +261,7 @@ def _end_epoch(config, space, workdir, writer, state, evaluate, search_val, mean
               "lr": float(cosine_lr(config.lr, config.lr_min, config.epochs, 1)(epoch - 1)),
               "alpha_entropy": alpha_entropy(alphas), "nonfinite_steps": sums.steps - sums.finite_steps,
               "seconds": seconds, "devices": devices, "genotype": space.arch_to_dict(arch)}
-    if config.cost_weight > 0:  # what the penalty trades: the relaxed cost and the derived cell's
-        costs = cost_lib.space_costs(space, search_val.images.shape[1:], config.cost_metric)
+    if costs is not None:  # what the penalty trades: the relaxed cost and the derived cell's
         record["expected_cost"] = float(cost_lib.expected_cost(alphas, costs))
         record["derived_cost"] = cost_lib.derived_cost(arch, costs)
     record = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in record.items()}
