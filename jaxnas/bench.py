@@ -31,21 +31,23 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jaxnas.data.pipeline import image_shape_and_classes
-from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, replicate, shard_batch
+from jaxnas.parallel import data_mesh, data_parallel, replicate, shard_batch
 from jaxnas.search import config as config_lib
 from jaxnas.search.hypergrad import ESTIMATORS
-from jaxnas.search.state import SearchState, alpha_optimizer, cosine_lr, weight_optimizer
-from jaxnas.search.step import init_state, make_search_step, supernet_loss
+from jaxnas.search.loop import search_setup
+from jaxnas.search.state import SearchState
+from jaxnas.search.step import supernet_loss
 from jaxnas.spaces.base import get_space
 
 STEPS = ("weight",) + ESTIMATORS
 
 
-def weight_step(net, opt):
-    """Forward, backward and SGD-momentum update of the weights at fixed α (no search)."""
+def weight_step(net, opt, forward=None):
+    """Forward, backward and SGD-momentum update of the weights at fixed α (no search);
+    `forward` is the strategy's per-step supernet inputs (`SearchSetup.forward`)."""
 
     def step(state: SearchState, train_batches, val_batch):
-        loss = supernet_loss(net, state.batch_stats)
+        loss = supernet_loss(net, state.batch_stats, **(forward(state)[1] if forward is not None else {}))
         (value, (_, stats)), g = jax.value_and_grad(loss, has_aux=True)(state.params, state.alphas, train_batches[0])
         updates, opt_state = opt.update(g, state.weight_opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -66,25 +68,14 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     space = get_space(config.space, **config_lib.space_options(config))
     shape, num_classes = image_shape_and_classes(config.dataset, config.data_dir)
     batch_size = config.batch_size
-    net = space.supernet(num_classes, axis_name=DATA_AXIS)
-    alphas = space.init_alphas(jax.random.key(1))
     keys = jax.random.split(jax.random.key(2), 3)
     batches = [(jax.random.normal(k, (batch_size, *shape), jnp.float32), jnp.arange(batch_size) % num_classes)
                for k in keys]
-    schedule = cosine_lr(config.lr, config.lr_min, epochs=config.epochs, steps_per_epoch=100)
-    if step == "weight":
-        w_opt = weight_optimizer(schedule, config.momentum, config.weight_decay, config.clip_norm)
-        a_opt = alpha_optimizer()
-        search_step = weight_step(net, w_opt)
-    else:
-        search_step, w_opt, a_opt = make_search_step(
-            net, step, schedule, config_lib.estimator_options(config), momentum=config.momentum,
-            weight_decay=config.weight_decay, clip_norm=config.clip_norm, alpha_lr=config.alpha_lr,
-            alpha_betas=(config.alpha_b1, config.alpha_b2), alpha_weight_decay=config.alpha_weight_decay,
-            axis_name=DATA_AXIS)
+    # The search's own setup (strategy, cost penalty, warm-up and all), as `python -m jaxnas.search` builds it.
+    setup = search_setup(config, space, num_classes, tuple(shape), steps_per_epoch=100)
+    search_step = weight_step(setup.net, setup.weight_opt, setup.forward) if step == "weight" else setup.step
     train = tuple(batches[i % 2] for i in range(config_lib.train_batches_per_step(config)))
-    init = jax.jit(lambda: init_state(space.supernet(num_classes), alphas, batches[0][0][:2], jax.random.key(0),
-                                      w_opt, a_opt))
+    init = setup.init
     mesh = data_mesh()
     state = replicate(init(), mesh)
     train, val = shard_batch(train, mesh), shard_batch(batches[2], mesh)
@@ -104,7 +95,8 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     step_seconds = float(np.median(times))
     return {
         "config": dict(space=config.space, dataset=config.dataset, image_shape=list(shape), channels=config.channels,
-                       layers=config.layers, batch_size=batch_size, step=step, impl=config.impl, remat=config.remat),
+                       layers=config.layers, batch_size=batch_size, step=step, impl=config.impl, remat=config.remat,
+                       strategy=config.strategy),
         "device": f"{jax.devices()[0].platform} x{jax.device_count()}",
         "compile_seconds": round(compile_seconds, 2),
         "step_seconds": round(step_seconds, 3),
@@ -126,7 +118,8 @@ def main(argv: list[str]) -> None:
         print(json.dumps(r))
         return
     c = r["config"]
-    print(f"{c['impl']} {c['space']} supernet C={c['channels']} cells={c['layers']} batch={c['batch_size']} "
+    print(f"{c['strategy']} {c['impl']} {c['space']} supernet C={c['channels']} cells={c['layers']} "
+          f"batch={c['batch_size']} "
           f"{c['dataset']} {tuple(c['image_shape'])} {c['step']} step{' (remat)' if c['remat'] else ''} "
           f"on {r['device']}")
     print(f"  compile {r['compile_seconds']:.1f} s | step {r['step_seconds']:.3f} s | "

@@ -40,3 +40,21 @@ def test_darts_cifar10_is_the_paper_search():
 def test_missing_config_file_is_an_error():
     with pytest.raises(ConfigError, match="not found"):
         load_config_file("configs/nope.py")
+
+
+def test_pcdarts_cifar10_is_the_paper_search():
+    c = load_config_file(os.path.join(ROOT, "configs", "pcdarts_cifar10.py"))
+    assert (c.strategy, c.estimator, c.pc_partial_channels, c.pc_edge_normalization) == ("pcdarts", "first_order", 4,
+                                                                                        True)
+    assert (c.dataset, c.epochs, c.alpha_warmup_epochs, c.batch_size, c.channels, c.layers) == ("cifar10", 50, 15, 256,
+                                                                                                16, 8)
+    assert (c.lr, c.lr_min, c.weight_decay, c.alpha_lr, c.alpha_weight_decay) == (0.1, 0.0, 3e-4, 6e-4, 1e-3)
+
+
+@pytest.mark.parametrize("name", ["gdas_cifar10.py", "pcdarts_cifar10.py"])
+def test_strategy_configs_have_an_offline_variant(name):
+    c = load_config_file(os.path.join(ROOT, "configs", name) + ":digits")
+    search_config.validate(c)
+    assert c.dataset == "digits" and c.strategy == name.split("_")[0]
+    with pytest.raises(ValueError, match="unknown variant 'cifar100'; valid variants: cifar10, digits"):
+        load_config_file(os.path.join(ROOT, "configs", name) + ":cifar100")

@@ -81,10 +81,10 @@ def _checkpoints(workdir):
     return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(d) else []
 
 
-def _start_and_signal(shared, workdir, sig):
+def _start_and_signal(shared, workdir, sig, flags=CHAIN, devices=None):
     """Start a search, send `sig` once its first checkpoint exists; return the finished process' stderr."""
-    p = subprocess.Popen(_cmd(shared, workdir, *CHAIN), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(_cmd(shared, workdir, *flags), env=_env(devices), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not _checkpoints(workdir) and p.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -170,6 +170,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(shared, referenc
     ("--config.learning_rate=0.1", "unknown config key 'learning_rate'; valid keys: .*lr"),
     ("--config.batch_size=0", "batch_size must be a positive integer"),
     ("--config.cost_weight=1", "cost_weight > 0 needs space 'darts'"),
+    ("--config.strategy=gdas", "strategy 'gdas' works in space.s. darts, not 'chain'"),
 ])
 def test_bad_input_is_one_line_before_any_work(shared, tmp_path, flag, message):
     workdir = str(tmp_path / "bad")
@@ -225,6 +226,40 @@ def test_darts_search_on_four_devices(shared, tmp_path):
     costs = darts_costs(4, 2, (8, 8), "params")
     assert metrics[0]["derived_cost"] == derived_cost(genotype, costs) > 0
     np.testing.assert_allclose(metrics[0]["expected_cost"], float(expected_cost(alphas, costs)), rtol=1e-6)
+
+
+# A tiny DARTS-space search on 4 devices: one (reduction) cell of 4 channels, 11 steps per epoch.
+TINY_DARTS = ["--config.channels=4", "--config.layers=1", "--config.batch_size=32", "--config.train_portion=0.25",
+              "--config.epochs=2", "--config.checkpoint_every_steps=4", "--config.log_every_steps=4",
+              "--config.plots=False"]
+
+
+@pytest.mark.parametrize("strategy, flags", [
+    ("gdas", []),
+    ("pcdarts", ["--config.pc_partial_channels=2", "--config.alpha_warmup_epochs=1"]),
+])
+def test_strategy_on_four_devices_resumes_exactly(shared, tmp_path, strategy, flags):
+    """GDAS and PC-DARTS run end to end on the offline data on 4 devices, and a run killed after
+    a checkpoint and rerun writes exactly what the uninterrupted run wrote."""
+    flags = [*TINY_DARTS, f"--config.strategy={strategy}", *flags]
+    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+    r = _ok(_search(shared, full, *flags, devices=4))
+    assert f"darts/{strategy}/first_order" in r.stderr and "4 device(s)" in r.stderr
+    alphas, genotype, metrics = _outputs(full)
+    Genotype.from_dict(genotype)
+    assert [m["epoch"] for m in metrics] == [1, 2] and all(np.isfinite(m["val_loss"]) for m in metrics)
+    with np.load(os.path.join(full, "alphas", "epoch_000.npz")) as z0, \
+            np.load(os.path.join(full, "alphas", "epoch_001.npz")) as z1:
+        if strategy == "pcdarts":  # β is learnt with α, and neither moves in the warm-up epoch
+            assert set(alphas) == {"normal", "reduce", "normal_edges", "reduce_edges"}
+            for k in alphas:
+                np.testing.assert_array_equal(z1[k], z0[k])
+                assert not np.allclose(alphas[k], z1[k])
+        else:
+            assert not np.allclose(z1["normal"], z0["normal"])
+    _start_and_signal(shared, killed, signal.SIGKILL, flags, devices=4)
+    assert "resumed from checkpoint" in _ok(_search(shared, killed, *flags, devices=4)).stderr
+    _assert_same_run(full, killed)
 
 
 def test_two_processes_equal_one_process(shared, tmp_path):

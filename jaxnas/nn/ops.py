@@ -65,8 +65,11 @@ class BatchNorm(nn.Module):
             if not self.is_initializing():
                 m = self.momentum
                 unbiased = var * (count / max(count - 1, 1))
-                ra_mean.value = (1 - m) * ra_mean.value + m * lax.stop_gradient(mean)
-                ra_var.value = (1 - m) * ra_var.value + m * lax.stop_gradient(unbiased)
+                # Statistics keep their own dtype whatever the input's (GDAS's switch needs every
+                # branch to return them unchanged in type).
+                dtype = ra_mean.value.dtype
+                ra_mean.value = ((1 - m) * ra_mean.value + m * lax.stop_gradient(mean)).astype(dtype)
+                ra_var.value = ((1 - m) * ra_var.value + m * lax.stop_gradient(unbiased)).astype(dtype)
         else:
             mean, var = ra_mean.value, ra_var.value
         y = (x - mean.astype(x.dtype)) * lax.rsqrt(var.astype(x.dtype) + self.epsilon)
@@ -117,6 +120,33 @@ class ReLUConvBN(nn.Module):
         return BatchNorm(self.affine, axis_name=self.axis_name, name="bn")(x, train)
 
 
+class DepthwiseConv(nn.Module):
+    """Bias-free depthwise conv with `nn.Conv`'s parameter (`kernel`, (K, K, 1, C)) computed as
+    shifted slices (`jaxnas.nn.depthwise`), which XLA:CPU runs several times faster than its
+    grouped convolution; same numbers, same init."""
+
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        from jaxnas.nn.depthwise import depthwise
+
+        k = self.param("kernel", torch_default_init, (self.kernel, self.kernel, 1, x.shape[-1]))
+        y = depthwise(x[:, :, :, None, :], k[None], self.stride, self.padding, self.dilation)
+        return y[:, :, :, 0, :]
+
+
+def depthwise_conv(c: int, kernel: int, stride: int, padding: int, dilation: int = 1, fast: bool = False,
+                   name: str | None = None) -> nn.Module:
+    """The depthwise conv of the separable/dilated ops: XLA's grouped conv, or shifted slices."""
+    if fast:
+        return DepthwiseConv(kernel, stride, padding, dilation, name=name)
+    return conv(c, kernel, stride, padding, dilation, groups=c, name=name)
+
+
 class DilConv(nn.Module):
     """ReLU → dilated depthwise conv → pointwise conv → BN."""
 
@@ -127,12 +157,13 @@ class DilConv(nn.Module):
     dilation: int
     affine: bool = True
     axis_name: str | None = None
+    fast: bool = False  # depthwise conv as shifted slices (same parameters and numbers)
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         c_in = x.shape[-1]
         x = nn.relu(x)
-        x = conv(c_in, self.kernel, self.stride, self.padding, self.dilation, groups=c_in, name="dw")(x)
+        x = depthwise_conv(c_in, self.kernel, self.stride, self.padding, self.dilation, self.fast, name="dw")(x)
         x = conv(self.features, 1, name="pw")(x)
         return BatchNorm(self.affine, axis_name=self.axis_name, name="bn")(x, train)
 
@@ -146,16 +177,17 @@ class SepConv(nn.Module):
     padding: int
     affine: bool = True
     axis_name: str | None = None
+    fast: bool = False  # depthwise convs as shifted slices (same parameters and numbers)
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         c_in = x.shape[-1]
         x = nn.relu(x)
-        x = conv(c_in, self.kernel, self.stride, self.padding, groups=c_in, name="dw1")(x)
+        x = depthwise_conv(c_in, self.kernel, self.stride, self.padding, 1, self.fast, name="dw1")(x)
         x = conv(c_in, 1, name="pw1")(x)
         x = BatchNorm(self.affine, axis_name=self.axis_name, name="bn1")(x, train)
         x = nn.relu(x)
-        x = conv(c_in, self.kernel, 1, self.padding, groups=c_in, name="dw2")(x)
+        x = depthwise_conv(c_in, self.kernel, 1, self.padding, 1, self.fast, name="dw2")(x)
         x = conv(self.features, 1, name="pw2")(x)
         return BatchNorm(self.affine, axis_name=self.axis_name, name="bn2")(x, train)
 
@@ -216,10 +248,13 @@ def darts_op(
     affine: bool,
     axis_name: str | None = None,
     module_name: str | None = None,
+    fast: bool = False,
 ) -> nn.Module:
-    """Build one DARTS primitive by name (the op set of the paper's search space)."""
+    """Build one DARTS primitive by name (the op set of the paper's search space); `fast` computes
+    depthwise convs as shifted slices (same parameters and numbers; faster on XLA:CPU)."""
     module_name = module_name or name
     kw = dict(affine=affine, axis_name=axis_name, name=module_name)
+    conv_kw = dict(kw, fast=fast)
     if name == "none":
         return Zero(stride, name=module_name)
     if name == "max_pool_3x3":
@@ -229,15 +264,15 @@ def darts_op(
     if name == "skip_connect":
         return Identity(name=module_name) if stride == 1 else FactorizedReduce(C, **kw)
     if name == "sep_conv_3x3":
-        return SepConv(C, 3, stride, 1, **kw)
+        return SepConv(C, 3, stride, 1, **conv_kw)
     if name == "sep_conv_5x5":
-        return SepConv(C, 5, stride, 2, **kw)
+        return SepConv(C, 5, stride, 2, **conv_kw)
     if name == "sep_conv_7x7":
-        return SepConv(C, 7, stride, 3, **kw)
+        return SepConv(C, 7, stride, 3, **conv_kw)
     if name == "dil_conv_3x3":
-        return DilConv(C, 3, stride, 2, 2, **kw)
+        return DilConv(C, 3, stride, 2, 2, **conv_kw)
     if name == "dil_conv_5x5":
-        return DilConv(C, 5, stride, 4, 2, **kw)
+        return DilConv(C, 5, stride, 4, 2, **conv_kw)
     raise ValueError(f"unknown op {name!r}; valid ops: {', '.join(DARTS_OPS)}")
 
 
@@ -252,3 +287,13 @@ DARTS_OPS = (
     "dil_conv_3x3",
     "dil_conv_5x5",
 )
+
+
+def preprocess(C: int, reduction_prev: bool, axis_name, s0, s1, train):
+    """The search cell's input ops (affine-free BN): FactorizedReduce after a reduction, else 1×1."""
+    if reduction_prev:
+        s0 = FactorizedReduce(C, affine=False, axis_name=axis_name, name="preprocess0")(s0, train)
+    else:
+        s0 = ReLUConvBN(C, 1, affine=False, axis_name=axis_name, name="preprocess0")(s0, train)
+    s1 = ReLUConvBN(C, 1, affine=False, axis_name=axis_name, name="preprocess1")(s1, train)
+    return s0, s1

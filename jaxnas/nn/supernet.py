@@ -20,13 +20,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnas.nn.gdas import SearchCellGDAS, argmax_hard, gumbel_hard
 from jaxnas.nn.grouped import EdgeGroup
 from jaxnas.nn.network import dense, reduction_layers
-from jaxnas.nn.ops import BatchNorm, FactorizedReduce, ReLUConvBN, conv, darts_op
+from jaxnas.nn.ops import BatchNorm, conv, darts_op, preprocess
+from jaxnas.nn.partial import partial_output
 from jaxnas.spaces.darts import PRIMITIVES, STEPS, edge_inputs
+from jaxnas.spaces.darts import edge_weights as node_edge_weights
 
 Array = jax.Array
 IMPLEMENTATIONS = ("grouped", "reference")
+MIXINGS = ("softmax", "gumbel")  # DARTS / PC-DARTS, GDAS
 # Grouped-layout BN name -> the reference (op, BN) it stacks, in stacking order.
 MERGED_BATCH_NORMS = {
     "conv_bn_a": [("sep_conv_3x3", "bn1"), ("sep_conv_5x5", "bn1"), ("dil_conv_3x3", "bn"), ("dil_conv_5x5", "bn")],
@@ -63,31 +67,33 @@ class MixedOp(nn.Module):
         return total
 
 
-def _preprocess(C: int, reduction_prev: bool, axis_name, s0, s1, train):
-    if reduction_prev:
-        s0 = FactorizedReduce(C, affine=False, axis_name=axis_name, name="preprocess0")(s0, train)
-    else:
-        s0 = ReLUConvBN(C, 1, affine=False, axis_name=axis_name, name="preprocess0")(s0, train)
-    s1 = ReLUConvBN(C, 1, affine=False, axis_name=axis_name, name="preprocess1")(s1, train)
-    return s0, s1
+def _edge_output(y, h, e, k, stride, edge_weights):
+    """PC-DARTS's partial join and β̃ weight of one edge (both the identity for DARTS)."""
+    y = partial_output(y, h, k, stride)
+    return y if edge_weights is None else edge_weights[e].astype(y.dtype) * y
 
 
 class SearchCellReference(nn.Module):
+    """One mixed op per edge. With `partial_channels` K > 1 each op sees C/K channels (PC-DARTS);
+    `edge_weights` (14,), if given, weigh each node's incoming edges (PC-DARTS's β̃)."""
+
     C: int
     reduction: bool
     reduction_prev: bool
     axis_name: str | None = None
+    partial_channels: int = 1
 
     @nn.compact
-    def __call__(self, s0: Array, s1: Array, weights: Array, train: bool) -> Array:
-        states = list(_preprocess(self.C, self.reduction_prev, self.axis_name, s0, s1, train))
-        e = 0
+    def __call__(self, s0: Array, s1: Array, weights: Array, train: bool, edge_weights: Array | None = None) -> Array:
+        states = list(preprocess(self.C, self.reduction_prev, self.axis_name, s0, s1, train))
+        k, e = self.partial_channels, 0
         for _ in range(STEPS):
             node = 0.0
             for j, h in enumerate(list(states)):
                 stride = 2 if self.reduction and j < 2 else 1
-                mixed = MixedOp(self.C, stride, self.axis_name, name=f"edge{e}")
-                node = node + mixed(h, weights[e], train)
+                mixed = MixedOp(self.C // k, stride, self.axis_name, name=f"edge{e}")
+                y = mixed(h[..., : self.C // k], weights[e], train)
+                node = node + _edge_output(y, h, e, k, stride, edge_weights)
                 e += 1
             states.append(node)
         return jnp.concatenate(states[2:], axis=-1)
@@ -104,36 +110,48 @@ class SearchCellGrouped(nn.Module):
     reduction: bool
     reduction_prev: bool
     axis_name: str | None = None
+    partial_channels: int = 1
 
     @nn.compact
-    def __call__(self, s0: Array, s1: Array, weights: Array, train: bool) -> Array:
-        s0, s1 = _preprocess(self.C, self.reduction_prev, self.axis_name, s0, s1, train)
+    def __call__(self, s0: Array, s1: Array, weights: Array, train: bool, edge_weights: Array | None = None) -> Array:
+        s0, s1 = preprocess(self.C, self.reduction_prev, self.axis_name, s0, s1, train)
         edges = edge_inputs(STEPS)
+        k = self.partial_channels
         nodes: list[Any] = [0.0] * STEPS
         sources = jnp.stack([s0, s1], axis=3)  # (N, H, W, 2, C)
         for g, members in enumerate(source_groups(STEPS)):
             stride = 2 if self.reduction and g == 0 else 1
-            out = EdgeGroup(self.C, len(members), stride, self.axis_name, name=f"group{g}")(
-                sources, weights[jnp.array(members)], train
+            out = EdgeGroup(self.C // k, len(members), stride, self.axis_name, name=f"group{g}")(
+                sources[..., : self.C // k], weights[jnp.array(members)], train
             )
             for slot, e in enumerate(members):
-                node = edges[e][0]
-                nodes[node] = nodes[node] + out[:, :, :, slot, :]
+                node, j = edges[e]
+                h = sources[:, :, :, j if g == 0 else 0]
+                nodes[node] = nodes[node] + _edge_output(out[:, :, :, slot, :], h, e, k, stride, edge_weights)
             if g < STEPS - 1:
                 sources = nodes[g][:, :, :, None, :]  # the next group leaves node g
         return jnp.concatenate(nodes, axis=-1)
 
 
-def search_cell_class(impl: str, remat: bool = False) -> type[nn.Module]:
+def search_cell_class(impl: str, remat: bool = False, mixing: str = "softmax") -> type[nn.Module]:
     """The search cell of one implementation; with `remat` its activations are recomputed in the
     backward pass instead of stored (memory for compute: what lets second-order estimators fit at
-    the paper config)."""
-    cell_cls = SearchCellGrouped if impl == "grouped" else SearchCellReference
-    return nn.remat(cell_cls, static_argnums=(4,)) if remat else cell_cls  # args: (self, s0, s1, w, train)
+    the paper config). GDAS's sampled cell (`mixing='gumbel'`) has one layout only."""
+    if mixing == "gumbel":
+        cell_cls = SearchCellGDAS
+    else:
+        cell_cls = SearchCellGrouped if impl == "grouped" else SearchCellReference
+    return nn.remat(cell_cls, static_argnums=(4,)) if remat else cell_cls  # args: (self, s0, s1, w, train, ...)
 
 
 class DartsSupernet(nn.Module):
-    """The DARTS search network: 3C stem, `layers` search cells, global pool, linear classifier."""
+    """The DARTS search network: 3C stem, `layers` search cells, global pool, linear classifier.
+
+    `mixing='softmax'` is DARTS (and PC-DARTS with `partial_channels` > 1 and
+    `edge_normalization`, which reads α's `normal_edges`/`reduce_edges` entries);
+    `mixing='gumbel'` is GDAS: in training each edge runs one op drawn from the Gumbel-softmax of α
+    at temperature `tau` (rng stream `'gumbel'`), in evaluation each edge's strongest op.
+    """
 
     C: int = 16
     layers: int = 8
@@ -142,23 +160,41 @@ class DartsSupernet(nn.Module):
     impl: str = "grouped"
     axis_name: str | None = None
     remat: bool = False  # recompute each cell's activations in the backward pass instead of storing them
+    mixing: str = "softmax"
+    partial_channels: int = 1
+    edge_normalization: bool = False
+
+    def _cell_weights(self, alphas: Mapping[str, Array], train: bool, tau, dtype) -> dict[str, Any]:
+        if self.mixing == "gumbel":
+            if not train:
+                return {k: argmax_hard(alphas[k]) for k in ("normal", "reduce")}
+            keys = jax.random.split(self.make_rng("gumbel"))
+            return {k: gumbel_hard(alphas[k], key, tau) for k, key in zip(("normal", "reduce"), keys)}
+        return {k: jax.nn.softmax(alphas[k], axis=-1).astype(dtype) for k in ("normal", "reduce")}
 
     @nn.compact
-    def __call__(self, x: Array, alphas: Mapping[str, Array], train: bool) -> Array:
+    def __call__(self, x: Array, alphas: Mapping[str, Array], train: bool, tau: Array | float = 1.0) -> Array:
         if self.impl not in IMPLEMENTATIONS:
             raise ValueError(f"unknown supernet impl {self.impl!r}; valid: {', '.join(IMPLEMENTATIONS)}")
-        cell_cls = search_cell_class(self.impl, self.remat)
-        w_normal = jax.nn.softmax(alphas["normal"], axis=-1).astype(x.dtype)
-        w_reduce = jax.nn.softmax(alphas["reduce"], axis=-1).astype(x.dtype)
+        if self.mixing not in MIXINGS:
+            raise ValueError(f"unknown mixing {self.mixing!r}; valid: {', '.join(MIXINGS)}")
+        cell_cls = search_cell_class(self.impl, self.remat, self.mixing)
+        weights = self._cell_weights(alphas, train, tau, x.dtype)
+        edge_w = {k: None for k in ("normal", "reduce")}
+        if self.edge_normalization:
+            edge_w = {k: node_edge_weights(alphas[f"{k}_edges"]) for k in ("normal", "reduce")}
+        pc = {} if self.mixing == "gumbel" else {"partial_channels": self.partial_channels}
         s = conv(self.stem_multiplier * self.C, 3, padding=1, name="stem_conv")(x)
         s0 = s1 = BatchNorm(axis_name=self.axis_name, name="stem_bn")(s, train)
         reductions = reduction_layers(self.layers)
         C, reduction_prev = self.C, False
         for i in range(self.layers):
             reduction = i in reductions
+            kind = "reduce" if reduction else "normal"
             C = C * 2 if reduction else C
-            cell = cell_cls(C, reduction, reduction_prev, self.axis_name, name=f"cell{i}")
-            s0, s1 = s1, cell(s0, s1, w_reduce if reduction else w_normal, train)
+            cell = cell_cls(C, reduction, reduction_prev, self.axis_name, name=f"cell{i}", **pc)
+            args = (s0, s1, weights[kind], train) + ((edge_w[kind],) if self.edge_normalization else ())
+            s0, s1 = s1, cell(*args)
             reduction_prev = reduction
         out = jnp.mean(s1, axis=(1, 2))
         return dense(self.num_classes, s1.shape[-1], "classifier")(out)

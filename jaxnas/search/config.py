@@ -13,9 +13,9 @@ import ml_collections
 
 from jaxnas.search.cost import METRICS as COST_METRICS
 from jaxnas.search.hypergrad import ESTIMATORS
+from jaxnas.search.strategies import STRATEGIES, get_strategy
 from jaxnas.spaces.base import SPACES
 
-STRATEGIES = ("darts",)
 IMPLEMENTATIONS = ("grouped", "reference")
 IMPLICIT_METHODS = ("cg", "neumann")
 
@@ -36,8 +36,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.impl = "grouped"  # darts supernet implementation
     c.remat = False  # darts: recompute cell activations in backward passes (less memory, more compute)
     # How to search.
-    c.strategy = "darts"
+    c.strategy = "darts"  # darts | gdas | pcdarts (jaxnas/search/strategies/)
     c.estimator = "first_order"  # one of ESTIMATORS
+    c.alpha_warmup_epochs = 0  # train only the weights for this many epochs first (PC-DARTS: 15)
+    c.gdas_tau_max = 10.0  # gdas: Gumbel-softmax temperature, linear per epoch from max to min
+    c.gdas_tau_min = 0.1
+    c.pc_partial_channels = 4  # pcdarts: 1/K of each edge's channels go through the mixed op
+    c.pc_edge_normalization = True  # pcdarts: weigh each node's incoming edges by softmax(β)
     # Resource-aware search (darts space): α objective L_val + cost_weight·E_α[cost].
     c.cost_weight = 0.0
     c.cost_metric = "params"  # params | madds | path of a JSON latency table {op: cost}
@@ -105,7 +110,10 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
         raise ConfigError(f"config is missing key(s) {', '.join(missing)}; start from "
                           "jaxnas.search.config.get_config()")
     _choice(config, "space", tuple(SPACES))
-    _choice(config, "strategy", STRATEGIES)
+    _choice(config, "strategy", tuple(STRATEGIES))
+    problem = get_strategy(config.strategy).check(config)
+    if problem:
+        raise ConfigError(problem)
     _choice(config, "estimator", ESTIMATORS)
     _choice(config, "impl", IMPLEMENTATIONS)
     _choice(config, "implicit_method", IMPLICIT_METHODS)
@@ -113,6 +121,9 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
                 "max_nonfinite_steps", "log_every_steps"):
         if int(config[key]) < 1:
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+    if not 0 <= config.alpha_warmup_epochs < config.epochs:
+        raise ConfigError(f"alpha_warmup_epochs must be in [0, epochs={config.epochs}), got "
+                          f"{config.alpha_warmup_epochs!r}")
     if not 0.0 < config.train_portion < 1.0:
         raise ConfigError(f"train_portion must be in (0, 1), got {config.train_portion!r}")
     if config.cost_weight < 0:
@@ -149,8 +160,11 @@ def train_batches_per_step(config: ml_collections.ConfigDict) -> int:
 
 
 def space_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The options of `get_space(config.space, ...)`, the strategy's included."""
+    extra = get_strategy(config.strategy).space_options(config)
     if config.space == "darts":
-        return {"channels": config.channels, "layers": config.layers, "impl": config.impl, "remat": config.remat}
+        return {"channels": config.channels, "layers": config.layers, "impl": config.impl, "remat": config.remat,
+                **extra}
     if config.space == "nb201":
-        return {"channels": config.channels, "cells_per_stage": config.layers}
-    return {"channels": config.channels, "layers": config.layers}
+        return {"channels": config.channels, "cells_per_stage": config.layers, **extra}
+    return {"channels": config.channels, "layers": config.layers, **extra}

@@ -33,6 +33,7 @@ from jaxnas.search import cost as cost_lib
 from jaxnas.search.config import ConfigError
 from jaxnas.search.state import cosine_lr
 from jaxnas.search.step import init_state, make_search_step
+from jaxnas.search.strategies import get_strategy
 from jaxnas.spaces.base import get_space
 from jaxnas.writers import MetricsWriter, Progress
 
@@ -48,8 +49,9 @@ def _softmax(alphas: dict) -> dict:
 
 
 def alpha_entropy(alphas: dict) -> float:
-    """Mean entropy (nats) of softmax(α) over all edges: log(#ops) at the start, 0 when decided."""
-    ents = [-(p * np.log(np.maximum(p, 1e-30))).sum(-1) for p in _softmax(alphas).values()]
+    """Mean entropy (nats) of softmax(α) over all edges: log(#ops) at the start, 0 when decided.
+    Only the op choices count (2-d entries), not PC-DARTS's per-edge β."""
+    ents = [-(p * np.log(np.maximum(p, 1e-30))).sum(-1) for p in _softmax(alphas).values() if p.ndim >= 2]
     return float(np.mean(np.concatenate([e.ravel() for e in ents])))
 
 
@@ -93,32 +95,37 @@ class SearchSetup:
     weight_opt: Any
     alpha_opt: Any
     costs: Any = None  # the cost tables of a resource-aware search (cost_weight > 0), else None
+    forward: Any = None  # the strategy's per-step supernet inputs (`Strategy.forward_options`), or None
 
 
 def _weighted_cost(weight, costs, alphas):
     return weight * cost_lib.expected_cost(alphas, costs)
 
 
-def search_setup(config: ml_collections.ConfigDict, space, data: SearchData, axis_name=DATA_AXIS) -> SearchSetup:
-    """The supernet, the search step and the initial state the config describes."""
-    schedule = cosine_lr(config.lr, config.lr_min, config.epochs, data.steps_per_epoch)
-    net = space.supernet(data.num_classes, axis_name=axis_name)
+def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, image_shape: tuple,
+                 steps_per_epoch: int, axis_name=DATA_AXIS) -> SearchSetup:
+    """The supernet, the search step and the initial state the config describes (for images of
+    `image_shape`; the schedules count `steps_per_epoch` steps per epoch)."""
+    schedule = cosine_lr(config.lr, config.lr_min, config.epochs, steps_per_epoch)
+    net = space.supernet(num_classes, axis_name=axis_name)
     costs = penalty = None
     if config.cost_weight > 0:
-        costs = cost_lib.space_costs(space, data.image_shape, config.cost_metric)
+        costs = cost_lib.space_costs(space, image_shape, config.cost_metric)
         penalty = functools.partial(_weighted_cost, config.cost_weight, costs)
+    forward = get_strategy(config.strategy).forward_options(config, steps_per_epoch)
     step_fn, w_opt, a_opt = make_search_step(
         net, config.estimator, schedule, config_lib.estimator_options(config), momentum=config.momentum,
         weight_decay=config.weight_decay, clip_norm=config.clip_norm, alpha_lr=config.alpha_lr,
         alpha_betas=(config.alpha_b1, config.alpha_b2), alpha_weight_decay=config.alpha_weight_decay,
-        axis_name=axis_name, alpha_penalty=penalty)
+        axis_name=axis_name, alpha_penalty=penalty, forward_options=forward,
+        alpha_warmup_steps=config.alpha_warmup_epochs * steps_per_epoch)
     alpha_rng, weight_rng = jax.random.split(jax.random.key(config.seed))
-    sample = jnp.zeros((2, *data.image_shape), jnp.float32)
+    sample = jnp.zeros((2, *image_shape), jnp.float32)
     # Initialisation runs once: compile it without XLA's optimisation passes (its hundreds of random
     # initialisers otherwise take most of a minute to compile on CPU).
-    init = jax.jit(lambda: init_state(space.supernet(data.num_classes), space.init_alphas(alpha_rng), sample,
+    init = jax.jit(lambda: init_state(space.supernet(num_classes), space.init_alphas(alpha_rng), sample,
                                       weight_rng, w_opt, a_opt), compiler_options=FAST_COMPILE)
-    return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt, costs)
+    return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt, costs, forward)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -153,7 +160,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     mean, std = data.mean, data.std
     total = spe * config.epochs
     k = config_lib.train_batches_per_step(config)
-    setup = search_setup(config, space, data)
+    setup = search_setup(config, space, data.num_classes, data.image_shape, data.steps_per_epoch)
     net, step_fn, init = setup.net, setup.step, setup.init
     mesh = data_mesh()
     state = replicate(init(), mesh)

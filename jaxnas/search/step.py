@@ -25,12 +25,16 @@ def all_finite(*trees) -> jax.Array:
     return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for t in trees for leaf in jax.tree.leaves(t)]))
 
 
-def supernet_loss(net: nn.Module, batch_stats: Any) -> Callable:
-    """loss_fn(w, α, (x, y)) -> (mean cross-entropy, (logits, new BN statistics)), in train mode."""
+def supernet_loss(net: nn.Module, batch_stats: Any, rngs: dict | None = None, **forward: Any) -> Callable:
+    """loss_fn(w, α, (x, y)) -> (mean cross-entropy, (logits, new BN statistics)), in train mode.
+
+    `rngs` and `forward` (e.g. GDAS's temperature) go to every pass of the supernet unchanged.
+    """
 
     def loss_fn(w, a, batch):
         x, y = batch
-        logits, upd = net.apply({"params": w, "batch_stats": batch_stats}, x, a, train=True, mutable=["batch_stats"])
+        logits, upd = net.apply({"params": w, "batch_stats": batch_stats}, x, a, train=True, mutable=["batch_stats"],
+                                rngs=rngs, **forward)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, upd["batch_stats"])
 
     return loss_fn
@@ -65,12 +69,17 @@ def make_search_step(
     alpha_weight_decay: float = 1e-3,
     axis_name: str | None = None,
     alpha_penalty: Callable | None = None,
+    forward_options: Callable | None = None,
+    alpha_warmup_steps: int = 0,
 ):
     """Return (step, weight_opt, alpha_opt); step(state, train_batches, val_batch) -> (state, metrics).
 
     `train_batches` is a tuple of (x, y) batches: the first trains the weights; `unrolled(k)`
     unrolls through the first k. `alpha_penalty(α)`, a term of the α objective that does not depend
     on the weights (e.g. λ·E_α[cost]), adds its exact gradient to the estimator's.
+    `forward_options(state) -> (α-step kwargs, weight-step kwargs)` gives the supernet's per-step
+    inputs (a strategy's rngs and temperature). For the first `alpha_warmup_steps` steps α and its
+    optimizer state stay as they are (the hypergradient is still computed and logged).
     """
     estimate = hypergrad.get_estimator(estimator, **(estimator_options or {}))
     inner = inner_optimizer(schedule, momentum, weight_decay)
@@ -81,7 +90,8 @@ def make_search_step(
         return cross_device_mean(x, axis_name)
 
     def step(state: SearchState, train_batches: Sequence, val_batch) -> tuple[SearchState, dict]:
-        loss_fn = supernet_loss(net, state.batch_stats)
+        alpha_forward, weight_forward = forward_options(state) if forward_options is not None else ({}, {})
+        loss_fn = supernet_loss(net, state.batch_stats, **alpha_forward)
         lr = schedule(state.step - state.nonfinite_steps)  # the number of weight updates made so far
         extra = {"xi": lr} if estimator == "darts_fd" else {}
         d_alpha, est = estimate(
@@ -92,9 +102,14 @@ def make_search_step(
             d_alpha = jax.tree.map(jnp.add, d_alpha, jax.grad(alpha_penalty)(state.alphas))
         a_updates, alpha_opt_state = alpha_opt.update(d_alpha, state.alpha_opt_state, state.alphas)
         alphas = optax.apply_updates(state.alphas, a_updates)
+        if alpha_warmup_steps:
+            frozen = state.step < alpha_warmup_steps
+            alphas, alpha_opt_state = jax.tree.map(lambda o, n: jnp.where(frozen, o, n),
+                                                   (state.alphas, state.alpha_opt_state), (alphas, alpha_opt_state))
 
         x, y = train_batches[0]
-        (loss, (logits, batch_stats)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params, alphas, (x, y))
+        weight_loss = supernet_loss(net, state.batch_stats, **weight_forward)
+        (loss, (logits, batch_stats)), g = jax.value_and_grad(weight_loss, has_aux=True)(state.params, alphas, (x, y))
         loss, g = mean(loss), mean(g)
         w_updates, weight_opt_state = weight_opt.update(g, state.weight_opt_state, state.params)
         params = optax.apply_updates(state.params, w_updates)

@@ -35,22 +35,40 @@ class SearchSpace(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class DartsSpace:
-    """The DARTS cell space; `impl` picks the grouped (fast) or reference supernet."""
+    """The DARTS cell space; `impl` picks the grouped (fast) or reference supernet. The strategies
+    set the rest: `mixing='gumbel'` for GDAS, `partial_channels`/`edge_normalization` for PC-DARTS
+    (whose α then also holds the edge weights β)."""
 
     channels: int = 16
     layers: int = 8
     impl: str = "grouped"
     remat: bool = False
+    mixing: str = "softmax"
+    partial_channels: int = 1
+    edge_normalization: bool = False
     name: str = "darts"
 
+    def __post_init__(self):
+        from jaxnas.nn.supernet import MIXINGS
+
+        if self.mixing not in MIXINGS:
+            raise ValueError(f"unknown mixing {self.mixing!r}; valid: {', '.join(MIXINGS)}")
+        if self.partial_channels < 1 or self.channels % self.partial_channels:
+            raise ValueError(f"partial_channels {self.partial_channels} must be a positive divisor of channels "
+                             f"{self.channels}")
+        if self.mixing == "gumbel" and (self.partial_channels > 1 or self.edge_normalization):
+            raise ValueError("partial channels and edge normalisation are PC-DARTS options; GDAS's sampled "
+                             "cell has neither")
+
     def init_alphas(self, rng):
-        return darts.init_alphas(rng)
+        return darts.init_alphas(rng, edge_betas=self.edge_normalization)
 
     def supernet(self, num_classes, axis_name=None):
         from jaxnas.nn.supernet import DartsSupernet
 
         return DartsSupernet(self.channels, self.layers, num_classes, impl=self.impl, axis_name=axis_name,
-                             remat=self.remat)
+                             remat=self.remat, mixing=self.mixing, partial_channels=self.partial_channels,
+                             edge_normalization=self.edge_normalization)
 
     def derive(self, alphas):
         return darts.derive(alphas)

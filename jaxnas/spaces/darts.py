@@ -156,13 +156,27 @@ DARTS_V2 = Genotype(
 NAMED_GENOTYPES: dict[str, Genotype] = {"DARTS_V1": DARTS_V1, "DARTS_V2": DARTS_V2, "DARTS": DARTS_V2}
 
 
-def init_alphas(rng: jax.Array, num_edges: int = NUM_EDGES, num_ops: int = len(PRIMITIVES)) -> dict:
-    """α for both cell types, 1e-3·N(0, 1) as in DARTS."""
-    kn, kr = jax.random.split(rng)
-    return {
+def init_alphas(rng: jax.Array, num_edges: int = NUM_EDGES, num_ops: int = len(PRIMITIVES),
+                edge_betas: bool = False) -> dict:
+    """α for both cell types, 1e-3·N(0, 1) as in DARTS; with `edge_betas` also PC-DARTS's edge
+    weights β (`normal_edges`, `reduce_edges`: one per edge, same initialisation)."""
+    kn, kr, kbn, kbr = jax.random.split(rng, 4)
+    alphas = {
         "normal": 1e-3 * jax.random.normal(kn, (num_edges, num_ops)),
         "reduce": 1e-3 * jax.random.normal(kr, (num_edges, num_ops)),
     }
+    if edge_betas:
+        alphas["normal_edges"] = 1e-3 * jax.random.normal(kbn, (num_edges,))
+        alphas["reduce_edges"] = 1e-3 * jax.random.normal(kbr, (num_edges,))
+    return alphas
+
+
+def edge_weights(betas: jax.Array, steps: int = STEPS) -> jax.Array:
+    """PC-DARTS's β̃: softmax of β over the edges that enter each node, as one (edges,) vector."""
+    nodes = jnp.array([node for node, _ in edge_inputs(steps)])
+    shifted = betas - jax.ops.segment_max(betas, nodes, num_segments=steps)[nodes]
+    e = jnp.exp(shifted)
+    return e / jax.ops.segment_sum(e, nodes, num_segments=steps)[nodes]
 
 
 def parse_cell(weights: np.ndarray, steps: int = STEPS, primitives: Sequence[str] = PRIMITIVES):
@@ -187,7 +201,13 @@ def parse_cell(weights: np.ndarray, steps: int = STEPS, primitives: Sequence[str
 
 
 def derive(alphas: Mapping[str, Any], steps: int = STEPS) -> Genotype:
-    """The DARTS genotype of α (softmax per edge, then `parse_cell`)."""
+    """The DARTS genotype of α (softmax per edge, then `parse_cell`). With PC-DARTS's edge weights
+    in α, each edge's op weights are first scaled by its β̃, as in the PC-DARTS code."""
     concat = tuple(range(2, steps + 2))
-    cells = {k: parse_cell(np.asarray(jax.nn.softmax(jnp.asarray(alphas[k]), -1)), steps) for k in ("normal", "reduce")}
+    cells = {}
+    for k in ("normal", "reduce"):
+        w = np.asarray(jax.nn.softmax(jnp.asarray(alphas[k]), -1))
+        if f"{k}_edges" in alphas:
+            w = w * np.asarray(edge_weights(jnp.asarray(alphas[f"{k}_edges"]), steps))[:, None]
+        cells[k] = parse_cell(w, steps)
     return Genotype(cells["normal"], concat, cells["reduce"], concat)

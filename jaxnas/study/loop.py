@@ -128,7 +128,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     space = get_space(s_config.space, **search_config.space_options(s_config))
     data = search_loop.search_data(s_config)
-    setup = search_loop.search_setup(s_config, space, data, axis_name=None)
+    setup = search_loop.search_setup(s_config, space, data.num_classes, data.image_shape,
+                                        data.steps_per_epoch, axis_name=None)
     target = setup.init()
     ckpt = Checkpointer(os.path.join(search_dir, "checkpoints"), keep=10**6)
     steps = ckpt.steps()

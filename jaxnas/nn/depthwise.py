@@ -1,0 +1,73 @@
+"""Depthwise convolution that XLA:CPU runs fast: a sum of shifted slices, with a custom JVP.
+
+Used by the fast supernet's stacked edges (`jaxnas.nn.grouped`) and, with one edge, by the ops of
+GDAS's sampled cells (`DepthwiseConv` in `jaxnas.nn.ops`).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+
+
+def _shifted_sum(x: Array, kernel: Array, stride: int, padding: int, dilation: int) -> Array:
+    """Depthwise conv as a sum of strided slices times per-channel weights.
+
+    XLA:CPU fuses the whole sum into one loop (measured ~30× faster than its grouped
+    convolution here, forward and input-gradient).
+    """
+    n, h, w, k, c = x.shape
+    ks = kernel.shape[1]
+    ho = (h + 2 * padding - dilation * (ks - 1) - 1) // stride + 1
+    wo = (w + 2 * padding - dilation * (ks - 1) - 1) // stride + 1
+    xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0), (0, 0)))
+    out = 0.0
+    for i in range(ks):
+        for j in range(ks):
+            start = (0, i * dilation, j * dilation, 0, 0)
+            limit = (n, start[1] + (ho - 1) * stride + 1, start[2] + (wo - 1) * stride + 1, k, c)
+            out = out + lax.slice(xp, start, limit, (1, stride, stride, 1, 1)) * kernel[:, i, j, 0]
+    return out
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def depthwise(x: Array, kernel: Array, stride: int, padding: int, dilation: int) -> Array:
+    """Per-edge depthwise conv: x (N, H, W, k, C), kernel (k, K, K, 1, C) -> (N, H', W', k, C).
+
+    Forward and the input tangent use shifted slices; the kernel tangent uses XLA's grouped
+    convolution, whose transpose (the kernel gradient) is the fastest formulation measured.
+    A custom JVP (not VJP) keeps forward-over-reverse Hessian-vector products working.
+    """
+    return _shifted_sum(x, kernel.astype(x.dtype), stride, padding, dilation)
+
+
+@depthwise.defjvp
+def _depthwise_jvp(stride, padding, dilation, primals, tangents):
+    x, kernel = primals
+    dx, dk = tangents
+    y = depthwise(x, kernel, stride, padding, dilation)
+    t = _shifted_sum(dx, kernel.astype(x.dtype), stride, padding, dilation)
+    t = t + depthwise_conv(x, dk, stride, padding, dilation)
+    return y, t
+
+
+def depthwise_conv(x: Array, kernel: Array, stride: int, padding: int, dilation: int) -> Array:
+    """Per-edge depthwise conv: x (N, H, W, k, C), kernel (k, K, K, 1, C) -> (N, H', W', k, C)."""
+    n, h, w, k, c = x.shape
+    ks = kernel.shape[1]
+    rhs = jnp.transpose(kernel, (1, 2, 3, 0, 4)).reshape(ks, ks, 1, k * c)
+    y = lax.conv_general_dilated(
+        x.reshape(n, h, w, k * c),
+        rhs.astype(x.dtype),
+        (stride, stride),
+        [(padding, padding)] * 2,
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=k * c,
+    )
+    return y.reshape(y.shape[:3] + (k, c))

@@ -1,0 +1,91 @@
+"""GDAS's sampled search cell (Dong & Yang, 2019): one op per edge, drawn by a Gumbel-softmax.
+
+Per forward pass each edge of a cell type draws one op from the Gumbel-softmax of its α at
+temperature τ; all cells of that type and every example of the batch share the draw. Only the
+drawn op is *computed* (`nn.switch`, a `lax.switch` over the primitives), so a step costs about
+what the sampled network costs. The straight-through one-hot `h = onehot - sg(p) + p` carries
+the gradient to α: the drawn op's output is multiplied by its `h`, and the other entries of `h`
+(zero in value) are added as scalars, as the GDAS code does. The parameters have the reference
+supernet's layout (`edge{e}/<op name>`), so a GDAS supernet and a DARTS one share weights.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxnas.nn.ops import BatchNorm, darts_op, preprocess
+from jaxnas.spaces.darts import PRIMITIVES, STEPS
+
+Array = jax.Array
+
+
+def gumbel_hard(alpha: Array, key: jax.Array, tau: Array | float) -> tuple[Array, Array]:
+    """Straight-through Gumbel-softmax draw per row of α: (hard one-hot h, drawn index).
+
+    h equals the one-hot of the index in value; its gradient is that of softmax((log p + g)/τ).
+    """
+    logits = (jax.nn.log_softmax(alpha, axis=-1) + jax.random.gumbel(key, alpha.shape, alpha.dtype)) / tau
+    probs = jax.nn.softmax(logits, axis=-1)
+    index = jnp.argmax(probs, axis=-1)
+    hard = jax.nn.one_hot(index, alpha.shape[-1], dtype=alpha.dtype)
+    return hard - jax.lax.stop_gradient(probs) + probs, index
+
+
+def argmax_hard(alpha: Array) -> tuple[Array, Array]:
+    """The noise-free choice (each edge's strongest op), used in evaluation."""
+    index = jnp.argmax(alpha, axis=-1)
+    return jax.nn.one_hot(index, alpha.shape[-1], dtype=alpha.dtype), index
+
+
+class GumbelEdge(nn.Module):
+    """One GDAS edge: runs only op `index`, scaled by h[index]; h's other entries are added."""
+
+    C: int
+    stride: int
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, hard: Array, index: Array, train: bool) -> Array:
+        def branch(name):
+            def run(module, x):
+                y = darts_op(name, self.C, self.stride, affine=False, axis_name=self.axis_name, fast=True)(x, train)
+                if "pool" in name:
+                    y = BatchNorm(affine=False, axis_name=self.axis_name, name=f"{name}_bn")(y, train)
+                return y.astype(x.dtype)  # the switch needs one output type from every op
+
+            return run
+
+        branches = [branch(name) for name in PRIMITIVES]
+        if self.is_initializing():
+            # Every op's variables must exist before the switch picks one; initialisation runs all
+            # ops and picks by value (a switch here would only add compile time).
+            outs = jnp.stack([run(self, x) for run in branches])
+            y = outs[index]
+        else:
+            y = nn.switch(index, branches, self, x)
+        return y * hard[index] + (jnp.sum(hard) - hard[index]).astype(y.dtype)
+
+
+class SearchCellGDAS(nn.Module):
+    """The DARTS search cell with one sampled op per edge; `weights` = (h, index) per edge."""
+
+    C: int
+    reduction: bool
+    reduction_prev: bool
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, s0: Array, s1: Array, weights: tuple[Array, Array], train: bool) -> Array:
+        hard, index = weights
+        states = list(preprocess(self.C, self.reduction_prev, self.axis_name, s0, s1, train))
+        e = 0
+        for _ in range(STEPS):
+            node = 0.0
+            for j, h in enumerate(list(states)):
+                stride = 2 if self.reduction and j < 2 else 1
+                node = node + GumbelEdge(self.C, stride, self.axis_name, name=f"edge{e}")(h, hard[e], index[e], train)
+                e += 1
+            states.append(node)
+        return jnp.concatenate(states[2:], axis=-1)
