@@ -1,10 +1,12 @@
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from jaxnas.nn import grouped
+from jaxnas.nn import depthwise
 from jaxnas.nn.ops import BatchNorm, FactorizedReduce, Pool, SepConv, darts_op
 
 
@@ -67,13 +69,34 @@ def test_depthwise_equals_xla_convolution(ks, stride, pad, dil):
     kx, kw = jax.random.split(jax.random.key(ks * 10 + stride))
     x = jax.random.normal(kx, (2, 7, 7, 3, 4))
     w = jax.random.normal(kw, (3, ks, ks, 1, 4))
-    expected = grouped.depthwise_conv(x, w, stride, pad, dil)
-    np.testing.assert_allclose(grouped.depthwise(x, w, stride, pad, dil), expected, rtol=1e-10, atol=1e-10)
+    expected = depthwise.depthwise_conv(x, w, stride, pad, dil)
+    np.testing.assert_allclose(depthwise.depthwise(x, w, stride, pad, dil), expected, rtol=1e-10, atol=1e-10)
 
 
 def test_depthwise_derivatives_match_finite_differences():
     x = jax.random.normal(jax.random.key(0), (2, 5, 5, 2, 3))
     w = jax.random.normal(jax.random.key(1), (2, 3, 3, 1, 3))
-    f = lambda x, w: grouped.depthwise(x, w, 2, 2, 2)  # noqa: E731
+    f = lambda x, w: depthwise.depthwise(x, w, 2, 2, 2)  # noqa: E731
     # Second order in both modes: the custom JVP must support forward-over-reverse HVPs.
     check_grads(f, (x, w), order=2, modes=["fwd", "rev"], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fast_depthwise_ops_equal_the_plain_ones(name, stride):
+    """`darts_op(..., fast=True)` (shifted-slice depthwise convs, what GDAS's cells use) has the same
+    parameters and computes the same outputs and gradients as the nn.Conv version (float64)."""
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4), jnp.float64)
+    plain, fast = (darts_op(name, 4, stride, affine=False, fast=f) for f in (False, True))
+    v = jax.tree.map(lambda t: t.astype(jnp.float64), plain.init(jax.random.key(1), x, False))
+    assert jax.tree.map(jnp.shape, fast.init(jax.random.key(1), x, False)) == jax.tree.map(jnp.shape, v)
+
+    def loss(op, p, x):
+        y, _ = op.apply({"params": p, "batch_stats": v["batch_stats"]}, x, True, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(y))
+
+    for got, want in zip(jax.grad(functools.partial(loss, fast), (0, 1))(v["params"], x),
+                         jax.grad(functools.partial(loss, plain), (0, 1))(v["params"], x)):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(loss(fast, v["params"], x), loss(plain, v["params"], x), rtol=1e-12)

@@ -37,6 +37,15 @@ def test_estimator_names_round_trip():
         parse_estimator("unrolled", config)
 
 
+def test_gdas_searches_cannot_be_studied():
+    from jaxnas.study.config import validate
+
+    config = get_config()
+    config.search.space, config.search.strategy = "darts", "gdas"
+    with pytest.raises(ConfigError, match="search.strategy 'gdas' cannot be studied"):
+        validate(config)
+
+
 @pytest.mark.parametrize("method", ["neumann", "cg"])
 def test_implicit_cosine_to_the_exact_implicit_hypergradient_rises_with_k(method):
     loss_fn, w, alpha, exact, top_eig = quadratic_problem(n=12, m=4, seed=3)

@@ -32,7 +32,7 @@ def setup():
     alphas = jax.tree.map(lambda a: (300 * a).astype(jnp.float64), init_alphas(jax.random.key(1)))  # far from uniform
     ref = DartsSupernet(C, LAYERS, 10, impl="reference")
     fast = DartsSupernet(C, LAYERS, 10, impl="grouped")
-    v_ref = ref.init(jax.random.key(0), x, alphas, train=False)
+    v_ref = jax.jit(lambda: ref.init(jax.random.key(0), x, alphas, train=False), compiler_options=FAST_COMPILE)()
     v_ref = jax.tree.map(lambda t: t.astype(jnp.float64), v_ref)
     return x, y, alphas, ref, fast, v_ref, grouped_variables_from_reference(v_ref)
 
@@ -42,7 +42,8 @@ def grad_fn(impl):
     """Jitted (loss, (logits, new stats)), (d params, d alphas) for one implementation."""
     *_, ref, fast, _, _ = setup()
     net = fast if impl == "grouped" else ref
-    return jax.jit(jax.value_and_grad(functools.partial(loss_fn, net), argnums=(0, 2), has_aux=True))
+    return jax.jit(jax.value_and_grad(functools.partial(loss_fn, net), argnums=(0, 2), has_aux=True),
+                   compiler_options=FAST_COMPILE)
 
 
 @functools.cache
@@ -73,8 +74,8 @@ def test_grouped_equals_reference_in_eval_mode():
     (_, (_, stats_r)), _ = results("reference")
     v_ref = {"params": v_ref["params"], "batch_stats": stats_r}
     v_fast = grouped_variables_from_reference(v_ref)
-    out_r = jax.jit(lambda v: ref.apply(v, x, alphas, train=False))(v_ref)
-    out_f = jax.jit(lambda v: fast.apply(v, x, alphas, train=False))(v_fast)
+    out_r = jax.jit(lambda v: ref.apply(v, x, alphas, train=False), compiler_options=FAST_COMPILE)(v_ref)
+    out_f = jax.jit(lambda v: fast.apply(v, x, alphas, train=False), compiler_options=FAST_COMPILE)(v_fast)
     np.testing.assert_allclose(out_f, out_r, rtol=1e-10, atol=1e-12)
 
 

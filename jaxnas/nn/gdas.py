@@ -45,12 +45,14 @@ class GumbelEdge(nn.Module):
     C: int
     stride: int
     axis_name: str | None = None
+    fast: bool = True  # depthwise convs as shifted slices (faster steps, slower compiles on XLA:CPU)
 
     @nn.compact
     def __call__(self, x: Array, hard: Array, index: Array, train: bool) -> Array:
         def branch(name):
             def run(module, x):
-                y = darts_op(name, self.C, self.stride, affine=False, axis_name=self.axis_name, fast=True)(x, train)
+                op = darts_op(name, self.C, self.stride, affine=False, axis_name=self.axis_name, fast=self.fast)
+                y = op(x, train)
                 if "pool" in name:
                     y = BatchNorm(affine=False, axis_name=self.axis_name, name=f"{name}_bn")(y, train)
                 return y.astype(x.dtype)  # the switch needs one output type from every op
@@ -75,6 +77,7 @@ class SearchCellGDAS(nn.Module):
     reduction: bool
     reduction_prev: bool
     axis_name: str | None = None
+    fast: bool = True
 
     @nn.compact
     def __call__(self, s0: Array, s1: Array, weights: tuple[Array, Array], train: bool) -> Array:
@@ -85,7 +88,8 @@ class SearchCellGDAS(nn.Module):
             node = 0.0
             for j, h in enumerate(list(states)):
                 stride = 2 if self.reduction and j < 2 else 1
-                node = node + GumbelEdge(self.C, stride, self.axis_name, name=f"edge{e}")(h, hard[e], index[e], train)
+                node = node + GumbelEdge(self.C, stride, self.axis_name, self.fast, name=f"edge{e}")(
+                    h, hard[e], index[e], train)
                 e += 1
             states.append(node)
         return jnp.concatenate(states[2:], axis=-1)

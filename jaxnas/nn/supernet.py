@@ -150,7 +150,9 @@ class DartsSupernet(nn.Module):
     `mixing='softmax'` is DARTS (and PC-DARTS with `partial_channels` > 1 and
     `edge_normalization`, which reads α's `normal_edges`/`reduce_edges` entries);
     `mixing='gumbel'` is GDAS: in training each edge runs one op drawn from the Gumbel-softmax of α
-    at temperature `tau` (rng stream `'gumbel'`), in evaluation each edge's strongest op.
+    at temperature `tau` (rng stream `'gumbel'`), in evaluation each edge's strongest op; its
+    parameters have the reference layout, and `impl='grouped'` computes its depthwise convs as
+    shifted slices (`impl='reference'`: XLA's grouped convolution; same numbers).
     """
 
     C: int = 16
@@ -183,7 +185,10 @@ class DartsSupernet(nn.Module):
         edge_w = {k: None for k in ("normal", "reduce")}
         if self.edge_normalization:
             edge_w = {k: node_edge_weights(alphas[f"{k}_edges"]) for k in ("normal", "reduce")}
-        pc = {} if self.mixing == "gumbel" else {"partial_channels": self.partial_channels}
+        if self.mixing == "gumbel":  # impl picks GDAS's depthwise convs: shifted slices or XLA's
+            cell_options = {"fast": self.impl == "grouped"}
+        else:
+            cell_options = {"partial_channels": self.partial_channels}
         s = conv(self.stem_multiplier * self.C, 3, padding=1, name="stem_conv")(x)
         s0 = s1 = BatchNorm(axis_name=self.axis_name, name="stem_bn")(s, train)
         reductions = reduction_layers(self.layers)
@@ -192,7 +197,7 @@ class DartsSupernet(nn.Module):
             reduction = i in reductions
             kind = "reduce" if reduction else "normal"
             C = C * 2 if reduction else C
-            cell = cell_cls(C, reduction, reduction_prev, self.axis_name, name=f"cell{i}", **pc)
+            cell = cell_cls(C, reduction, reduction_prev, self.axis_name, name=f"cell{i}", **cell_options)
             args = (s0, s1, weights[kind], train) + ((edge_w[kind],) if self.edge_normalization else ())
             s0, s1 = s1, cell(*args)
             reduction_prev = reduction

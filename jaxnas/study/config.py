@@ -84,5 +84,8 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
     if extra:
         raise ConfigError(f"unknown config key(s) {', '.join(extra)}; valid keys: {', '.join(sorted(valid))}")
     search_config.validate(config.search, device_count, process_count)
+    if config.search.strategy == "gdas":
+        raise ConfigError("search.strategy 'gdas' cannot be studied: its loss is a random draw per pass, so "
+                          "estimators have no common target; use darts or pcdarts")
     for name in estimator_names(config) + [config.reference]:
         parse_estimator(name, config)
