@@ -11,7 +11,8 @@ data of the data set's image shape (read from TFDS metadata, nothing downloaded)
 (forward + backward + SGD-momentum update of the weights only), or a full search step
 (`jaxnas.search.step`: the α update from a hypergradient estimator, then the weight update); the
 default is the config's estimator. Times are medians after one warm-up call; compile time is
-`jit(...).lower(...).compile()` wall time; peak memory is the process's peak RSS.
+`jit(...).lower(...).compile()` wall time; peak memory is the process's peak RSS (compiler
+included); step memory is XLA's buffer assignment for the step (what it needs on a device).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     t0 = time.perf_counter()
     compiled = fn.lower(state, train, val).compile()
     compile_seconds = time.perf_counter() - t0
+    step_memory = _step_memory_mb(compiled)
     for _ in range(warmup):
         state, metrics = compiled(state, train, val)
         jax.block_until_ready(metrics)
@@ -103,7 +105,19 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
         "images_per_second": round(batch_size / step_seconds, 1),
         "timed_steps": repeats,
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "step_memory_mb": step_memory,
     }
+
+
+def _step_memory_mb(compiled) -> float | None:
+    """What the compiled step needs on its device (XLA's buffer assignment: arguments, outputs and
+    temporaries, less donated aliases); unlike peak RSS it leaves out the compiler's own memory."""
+    try:
+        m = compiled.memory_analysis()
+        total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+    except (AttributeError, NotImplementedError):  # not every backend reports it
+        return None
+    return round(total / 2**20, 1)
 
 
 def main(argv: list[str]) -> None:
@@ -123,7 +137,8 @@ def main(argv: list[str]) -> None:
           f"{c['dataset']} {tuple(c['image_shape'])} {c['step']} step{' (remat)' if c['remat'] else ''} "
           f"on {r['device']}")
     print(f"  compile {r['compile_seconds']:.1f} s | step {r['step_seconds']:.3f} s | "
-          f"{r['images_per_second']:.1f} images/s | peak RSS {r['peak_memory_mb']:.0f} MB")
+          f"{r['images_per_second']:.1f} images/s | peak RSS {r['peak_memory_mb']:.0f} MB | "
+          f"step memory {r['step_memory_mb']} MB")
 
 
 if __name__ == "__main__":
