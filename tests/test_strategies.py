@@ -32,11 +32,6 @@ from jaxnas.spaces.base import get_space
 C, BATCH, SIZE = 4, 4, 8
 
 
-def assert_trees_close(a, b, **tol):
-    for (path, x), y in zip(flatten_dict(a).items(), flatten_dict(b).values()):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), err_msg="/".join(path), **tol)
-
-
 # --- GDAS ---------------------------------------------------------------------------------------
 
 

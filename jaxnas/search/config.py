@@ -161,10 +161,10 @@ def train_batches_per_step(config: ml_collections.ConfigDict) -> int:
 
 def space_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The options of `get_space(config.space, ...)`, the strategy's included."""
-    extra = get_strategy(config.strategy).space_options(config)
     if config.space == "darts":
-        return {"channels": config.channels, "layers": config.layers, "impl": config.impl, "remat": config.remat,
-                **extra}
-    if config.space == "nb201":
-        return {"channels": config.channels, "cells_per_stage": config.layers, **extra}
-    return {"channels": config.channels, "layers": config.layers, **extra}
+        options = {"channels": config.channels, "layers": config.layers, "impl": config.impl, "remat": config.remat}
+    elif config.space == "nb201":
+        options = {"channels": config.channels, "cells_per_stage": config.layers}
+    else:
+        options = {"channels": config.channels, "layers": config.layers}
+    return {**options, **get_strategy(config.strategy).space_options(config)}
