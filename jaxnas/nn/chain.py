@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from jaxnas.nn.network import dense
 from jaxnas.nn.ops import BatchNorm, Identity, Pool, ReLUConvBN, SepConv, Zero, conv
+from jaxnas.nn.switch import run_one
 from jaxnas.spaces.chain import DEFAULT_CHAIN_OPS, ChainArch, check_ops
 
 Array = jax.Array
@@ -30,7 +31,8 @@ def chain_op(name: str, C: int, affine: bool, axis_name: str | None, module_name
 
 
 class ChainNetwork(nn.Module):
-    """Supernet when `arch` is None (`alphas['layers']` of shape (layers, len(ops))), else discrete."""
+    """Supernet when `arch` is None (`alphas['layers']` of shape (layers, len(ops))), else discrete.
+    `mixing='path'`: `alphas` are one-hot and each layer runs only its chosen op."""
 
     C: int = 16
     layers: int = 4
@@ -38,6 +40,7 @@ class ChainNetwork(nn.Module):
     ops: tuple[str, ...] = DEFAULT_CHAIN_OPS
     arch: ChainArch | None = None
     axis_name: str | None = None
+    mixing: str = "softmax"
 
     @nn.compact
     def __call__(self, x: Array, alphas=None, train: bool = False) -> Array:
@@ -48,6 +51,9 @@ class ChainNetwork(nn.Module):
             if self.arch is not None:
                 op = self.arch.ops[i]
                 x = chain_op(op, self.C, True, self.axis_name, f"layer{i}_{op}")(x, train)
+            elif self.mixing == "path":
+                branches = [self._search_op(op, i, train) for op in ops]
+                x = run_one(self, jnp.argmax(alphas["layers"][i]), branches, x)
             else:
                 w = jax.nn.softmax(alphas["layers"][i]).astype(x.dtype)
                 x = sum(
@@ -55,3 +61,9 @@ class ChainNetwork(nn.Module):
                     for o, op in enumerate(ops)
                 )
         return dense(self.num_classes, x.shape[-1], "classifier")(jnp.mean(x, axis=(1, 2)))
+
+    def _search_op(self, op: str, i: int, train: bool):
+        def run(module, x):
+            return chain_op(op, self.C, False, self.axis_name, f"layer{i}_{op}")(x, train).astype(x.dtype)
+
+        return run

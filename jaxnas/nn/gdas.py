@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.nn.ops import BatchNorm, darts_op, preprocess
+from jaxnas.nn.switch import run_one
 from jaxnas.spaces.darts import PRIMITIVES, STEPS
 
 Array = jax.Array
@@ -59,14 +60,7 @@ class GumbelEdge(nn.Module):
 
             return run
 
-        branches = [branch(name) for name in PRIMITIVES]
-        if self.is_initializing():
-            # Every op's variables must exist before the switch picks one; initialisation runs all
-            # ops and picks by value (a switch here would only add compile time).
-            outs = jnp.stack([run(self, x) for run in branches])
-            y = outs[index]
-        else:
-            y = nn.switch(index, branches, self, x)
+        y = run_one(self, index, [branch(name) for name in PRIMITIVES], x)
         return y * hard[index] + (jnp.sum(hard) - hard[index]).astype(y.dtype)
 
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from jaxnas.nn.network import dense
 from jaxnas.nn.ops import BatchNorm, Identity, Pool, ReLUConvBN, Zero, conv, torch_default_init
+from jaxnas.nn.switch import run_one
 from jaxnas.spaces.nb201 import EDGES, NODES, OPS, NB201Arch
 
 Array = jax.Array
@@ -53,11 +54,13 @@ def nb201_op(name: str, C: int, affine: bool, axis_name: str | None, module_name
 
 
 class NB201Cell(nn.Module):
-    """A cell; with `arch` a discrete cell, without it a search cell mixing all ops by `weights`."""
+    """A cell; with `arch` a discrete cell, without it a search cell mixing all ops by `weights`
+    (`path`: `weights` are one-hot and only each edge's chosen op runs)."""
 
     C: int
     arch: NB201Arch | None = None
     axis_name: str | None = None
+    path: bool = False
 
     @nn.compact
     def __call__(self, x: Array, weights: Array | None, train: bool) -> Array:
@@ -70,12 +73,21 @@ class NB201Cell(nn.Module):
                 if self.arch is not None:
                     op = self.arch.ops[e]
                     total = total + nb201_op(op, self.C, True, self.axis_name, f"edge{e}_{op}")(nodes[j], train)
+                elif self.path:
+                    branches = [self._search_op(op, e, train) for op in OPS]
+                    total = total + run_one(self, jnp.argmax(weights[e]), branches, nodes[j])
                 else:
                     for o, op in enumerate(OPS):
                         y = nb201_op(op, self.C, False, self.axis_name, f"edge{e}_{op}")(nodes[j], train)
                         total = total + weights[e, o] * y
             nodes.append(total)
         return nodes[-1]
+
+    def _search_op(self, op: str, e: int, train: bool):
+        def run(module, x):
+            return nb201_op(op, self.C, False, self.axis_name, f"edge{e}_{op}")(x, train).astype(x.dtype)
+
+        return run
 
 
 class ResNetBasicBlock(nn.Module):
@@ -95,19 +107,22 @@ class ResNetBasicBlock(nn.Module):
 
 
 class NB201Network(nn.Module):
-    """`apply(variables, x, alphas, train)` for the supernet (arch=None); `alphas` ignored otherwise."""
+    """`apply(variables, x, alphas, train)` for the supernet (arch=None); `alphas` ignored otherwise.
+    `mixing='path'`: `alphas` are one-hot and each edge runs only its chosen op."""
 
     C: int = 16
     N: int = 5
     num_classes: int = 10
     arch: NB201Arch | None = None
     axis_name: str | None = None
+    mixing: str = "softmax"
 
     @nn.compact
     def __call__(self, x: Array, alphas=None, train: bool = False) -> Array:
         weights = None
         if self.arch is None:
-            weights = jax.nn.softmax(alphas["cell"], axis=-1).astype(x.dtype)
+            weights = alphas["cell"] if self.mixing == "path" else jax.nn.softmax(alphas["cell"], axis=-1)
+            weights = weights.astype(x.dtype)
         x = conv(self.C, 3, padding=1, name="stem_conv")(x)
         x = BatchNorm(axis_name=self.axis_name, name="stem_bn")(x, train)
         C, index = self.C, 0
@@ -116,7 +131,8 @@ class NB201Network(nn.Module):
                 C *= 2
                 x = ResNetBasicBlock(C, self.axis_name, name=f"reduce{stage}")(x, train)
             for _ in range(self.N):
-                x = NB201Cell(C, self.arch, self.axis_name, name=f"cell{index}")(x, weights, train)
+                cell = NB201Cell(C, self.arch, self.axis_name, self.mixing == "path", name=f"cell{index}")
+                x = cell(x, weights, train)
                 index += 1
         x = nn.relu(BatchNorm(axis_name=self.axis_name, name="last_bn")(x, train))
         return dense(self.num_classes, x.shape[-1], "classifier")(jnp.mean(x, axis=(1, 2)))

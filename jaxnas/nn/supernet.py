@@ -30,7 +30,7 @@ from jaxnas.spaces.darts import edge_weights as node_edge_weights
 
 Array = jax.Array
 IMPLEMENTATIONS = ("grouped", "reference")
-MIXINGS = ("softmax", "gumbel")  # DARTS / PC-DARTS, GDAS
+MIXINGS = ("softmax", "gumbel", "path")  # DARTS / PC-DARTS, GDAS, a given one-hot path (ENAS, random search)
 # Grouped-layout BN name -> the reference (op, BN) it stacks, in stacking order.
 MERGED_BATCH_NORMS = {
     "conv_bn_a": [("sep_conv_3x3", "bn1"), ("sep_conv_5x5", "bn1"), ("dil_conv_3x3", "bn"), ("dil_conv_5x5", "bn")],
@@ -137,7 +137,7 @@ def search_cell_class(impl: str, remat: bool = False, mixing: str = "softmax") -
     """The search cell of one implementation; with `remat` its activations are recomputed in the
     backward pass instead of stored (memory for compute: what lets second-order estimators fit at
     the paper config). GDAS's sampled cell (`mixing='gumbel'`) has one layout only."""
-    if mixing == "gumbel":
+    if mixing in ("gumbel", "path"):
         cell_cls = SearchCellGDAS
     else:
         cell_cls = SearchCellGrouped if impl == "grouped" else SearchCellReference
@@ -153,6 +153,8 @@ class DartsSupernet(nn.Module):
     at temperature `tau` (rng stream `'gumbel'`), in evaluation each edge's strongest op; its
     parameters have the reference layout, and `impl='grouped'` computes its depthwise convs as
     shifted slices (`impl='reference'`: XLA's grouped convolution; same numbers).
+    `mixing='path'` runs GDAS's cell on a given path: α is one-hot per edge (`none` on the edges a
+    sampled cell does not use), as ENAS and random search draw it.
     """
 
     C: int = 16
@@ -167,6 +169,8 @@ class DartsSupernet(nn.Module):
     edge_normalization: bool = False
 
     def _cell_weights(self, alphas: Mapping[str, Array], train: bool, tau, dtype) -> dict[str, Any]:
+        if self.mixing == "path":  # α is the one-hot path itself
+            return {k: argmax_hard(alphas[k].astype(dtype)) for k in ("normal", "reduce")}
         if self.mixing == "gumbel":
             if not train:
                 return {k: argmax_hard(alphas[k]) for k in ("normal", "reduce")}
@@ -185,7 +189,7 @@ class DartsSupernet(nn.Module):
         edge_w = {k: None for k in ("normal", "reduce")}
         if self.edge_normalization:
             edge_w = {k: node_edge_weights(alphas[f"{k}_edges"]) for k in ("normal", "reduce")}
-        if self.mixing == "gumbel":  # impl picks GDAS's depthwise convs: shifted slices or XLA's
+        if self.mixing != "softmax":  # impl picks GDAS's depthwise convs: shifted slices or XLA's
             cell_options = {"fast": self.impl == "grouped"}
         else:
             cell_options = {"partial_channels": self.partial_channels}

@@ -15,6 +15,14 @@ import flax.linen as nn
 import jax
 
 from jaxnas.spaces import chain, darts, nb201
+from jaxnas.spaces.decisions import Decision
+
+PATH_MIXINGS = ("softmax", "path")  # the NB201 and chain supernets: all ops mixed, or one given path
+
+
+def _check_mixing(mixing: str, valid: tuple[str, ...]) -> None:
+    if mixing not in valid:
+        raise ValueError(f"unknown mixing {mixing!r}; valid: {', '.join(valid)}")
 
 
 class SearchSpace(Protocol):
@@ -32,12 +40,20 @@ class SearchSpace(Protocol):
 
     def arch_to_dict(self, arch: Any) -> dict: ...
 
+    # What sampling strategies (ENAS, random search, PNAS) use: the space as a sequence of
+    # decisions, their one-hot path (α-shaped, for `mixing='path'`) and their architecture.
+    def decisions(self) -> tuple[Decision, ...]: ...
+
+    def path(self, values: jax.Array) -> dict: ...
+
+    def arch_from_decisions(self, values: Any) -> Any: ...
+
 
 @dataclasses.dataclass(frozen=True)
 class DartsSpace:
     """The DARTS cell space; `impl` picks the grouped (fast) or reference supernet. The strategies
     set the rest: `mixing='gumbel'` for GDAS, `partial_channels`/`edge_normalization` for PC-DARTS
-    (whose α then also holds the edge weights β)."""
+    (whose α then also holds the edge weights β), `mixing='path'` for the sampling strategies."""
 
     channels: int = 16
     layers: int = 8
@@ -51,14 +67,13 @@ class DartsSpace:
     def __post_init__(self):
         from jaxnas.nn.supernet import MIXINGS
 
-        if self.mixing not in MIXINGS:
-            raise ValueError(f"unknown mixing {self.mixing!r}; valid: {', '.join(MIXINGS)}")
+        _check_mixing(self.mixing, MIXINGS)
         if self.partial_channels < 1 or self.channels % self.partial_channels:
             raise ValueError(f"partial_channels {self.partial_channels} must be a positive divisor of channels "
                              f"{self.channels}")
-        if self.mixing == "gumbel" and (self.partial_channels > 1 or self.edge_normalization):
-            raise ValueError("partial channels and edge normalisation are PC-DARTS options; GDAS's sampled "
-                             "cell has neither")
+        if self.mixing != "softmax" and (self.partial_channels > 1 or self.edge_normalization):
+            raise ValueError("partial channels and edge normalisation are PC-DARTS options; a sampled "
+                             "cell (GDAS, ENAS, random search) has neither")
 
     def init_alphas(self, rng):
         return darts.init_alphas(rng, edge_betas=self.edge_normalization)
@@ -80,6 +95,15 @@ class DartsSpace:
     def arch_to_dict(self, arch):
         return arch.to_dict()
 
+    def decisions(self):
+        return darts.decisions()
+
+    def path(self, values):
+        return darts.decisions_to_path(values)
+
+    def arch_from_decisions(self, values):
+        return darts.decisions_to_genotype(values)
+
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.network import NetworkCIFAR
 
@@ -90,7 +114,11 @@ class DartsSpace:
 class NB201Space:
     channels: int = 16
     cells_per_stage: int = 5
+    mixing: str = "softmax"
     name: str = "nb201"
+
+    def __post_init__(self):
+        _check_mixing(self.mixing, PATH_MIXINGS)
 
     def init_alphas(self, rng):
         return nb201.init_alphas(rng)
@@ -98,7 +126,7 @@ class NB201Space:
     def supernet(self, num_classes, axis_name=None):
         from jaxnas.nn.nb201 import NB201Network
 
-        return NB201Network(self.channels, self.cells_per_stage, num_classes, axis_name=axis_name)
+        return NB201Network(self.channels, self.cells_per_stage, num_classes, axis_name=axis_name, mixing=self.mixing)
 
     def derive(self, alphas):
         return nb201.derive(alphas)
@@ -108,6 +136,15 @@ class NB201Space:
 
     def arch_to_dict(self, arch):
         return {"nb201": arch.to_string()}
+
+    def decisions(self):
+        return nb201.decisions()
+
+    def path(self, values):
+        return nb201.decisions_to_path(values)
+
+    def arch_from_decisions(self, values):
+        return nb201.decisions_to_arch(values)
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.nb201 import NB201Network
@@ -120,10 +157,12 @@ class ChainSpace:
     channels: int = 16
     layers: int = 4
     ops: tuple[str, ...] = chain.DEFAULT_CHAIN_OPS
+    mixing: str = "softmax"
     name: str = "chain"
 
     def __post_init__(self):
         object.__setattr__(self, "ops", chain.check_ops(self.ops))
+        _check_mixing(self.mixing, PATH_MIXINGS)
 
     def init_alphas(self, rng):
         return chain.init_alphas(rng, self.layers, len(self.ops))
@@ -131,7 +170,7 @@ class ChainSpace:
     def supernet(self, num_classes, axis_name=None):
         from jaxnas.nn.chain import ChainNetwork
 
-        return ChainNetwork(self.channels, self.layers, num_classes, self.ops, axis_name=axis_name)
+        return ChainNetwork(self.channels, self.layers, num_classes, self.ops, axis_name=axis_name, mixing=self.mixing)
 
     def derive(self, alphas):
         return chain.derive(alphas, self.ops)
@@ -141,6 +180,15 @@ class ChainSpace:
 
     def arch_to_dict(self, arch):
         return {"chain": list(arch.ops)}
+
+    def decisions(self):
+        return chain.decisions(self.layers, len(self.ops))
+
+    def path(self, values):
+        return chain.decisions_to_path(values, len(self.ops))
+
+    def arch_from_decisions(self, values):
+        return chain.decisions_to_arch(values, self.ops)
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.chain import ChainNetwork

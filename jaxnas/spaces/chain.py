@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+from jaxnas.spaces.decisions import Decision
 
 CHAIN_OPS: tuple[str, ...] = (
     "conv_3x3",
@@ -46,3 +49,15 @@ def init_alphas(rng: jax.Array, layers: int, num_ops: int) -> dict:
 def derive(alphas, ops: tuple[str, ...]) -> ChainArch:
     a = np.asarray(alphas["layers"])
     return ChainArch(tuple(ops[int(i)] for i in a.argmax(axis=-1)))
+
+
+def decisions(layers: int, num_ops: int) -> tuple[Decision, ...]:
+    return tuple(Decision("op", num_ops) for _ in range(layers))
+
+
+def decisions_to_path(values: jax.Array, num_ops: int) -> dict[str, jax.Array]:
+    return {"layers": jax.nn.one_hot(jnp.asarray(values), num_ops)}
+
+
+def decisions_to_arch(values, ops: tuple[str, ...]) -> ChainArch:
+    return ChainArch(tuple(ops[int(i)] for i in np.asarray(values)))

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnas.spaces.decisions import Decision
+
 PRIMITIVES: tuple[str, ...] = (
     "none",
     "max_pool_3x3",
@@ -211,3 +213,53 @@ def derive(alphas: Mapping[str, Any], steps: int = STEPS) -> Genotype:
             w = w * np.asarray(edge_weights(jnp.asarray(alphas[f"{k}_edges"]), steps))[:, None]
         cells[k] = parse_cell(w, steps)
     return Genotype(cells["normal"], concat, cells["reduce"], concat)
+
+
+# A sampled cell (ENAS, random search): per node two distinct inputs, each with one op other than
+# `none`; every edge not chosen carries `none`.
+SAMPLED_OPS: tuple[str, ...] = PRIMITIVES[1:]
+
+
+def decisions(steps: int = STEPS) -> tuple[Decision, ...]:
+    """Normal then reduction cell; per node (input, op, second input ≠ first, op)."""
+    out: list[Decision] = []
+    for _ in ("normal", "reduce"):
+        for i in range(steps):
+            first = len(out)
+            out += [Decision("input", i + 2), Decision("op", len(SAMPLED_OPS)),
+                    Decision("input", i + 2, exclude=first), Decision("op", len(SAMPLED_OPS))]
+    return tuple(out)
+
+
+def decisions_to_path(values: jax.Array, steps: int = STEPS) -> dict[str, jax.Array]:
+    """One-hot (edges, ops) per cell type: the chosen op on the chosen edges, `none` elsewhere."""
+    offsets = jnp.array([sum(k + 2 for k in range(i)) for i in range(steps)])
+    num_edges = sum(i + 2 for i in range(steps))
+    per_cell = 4 * steps
+    out = {}
+    for c, kind in enumerate(("normal", "reduce")):
+        v = jnp.asarray(values)[c * per_cell:(c + 1) * per_cell].reshape(steps, 2, 2)  # node, pair, (input, op)
+        edges = (offsets[:, None] + v[..., 0]).ravel()
+        index = jnp.zeros(num_edges, jnp.int32).at[edges].set((v[..., 1] + 1).ravel())
+        out[kind] = jax.nn.one_hot(index, len(PRIMITIVES))
+    return out
+
+
+def decisions_to_genotype(values, steps: int = STEPS) -> Genotype:
+    v = np.asarray(values).reshape(2, steps, 2, 2)
+    cells = [tuple((SAMPLED_OPS[op], int(j)) for node in cell for j, op in node) for cell in v]
+    concat = tuple(range(2, steps + 2))
+    return Genotype(cells[0], concat, cells[1], concat)
+
+
+def genotype_to_decisions(genotype: Genotype, steps: int = STEPS) -> np.ndarray:
+    """The inverse of `decisions_to_genotype` (a genotype with `none` or repeated inputs has none)."""
+    values = []
+    for pairs in (genotype.normal, genotype.reduce):
+        if len(pairs) != 2 * steps:
+            raise ValueError(f"genotype has {len(pairs) // 2} nodes per cell; the sampled space has {steps}")
+        for op, j in pairs:
+            if op not in SAMPLED_OPS:
+                raise ValueError(f"op {op!r} is not a sampled op; valid: {', '.join(SAMPLED_OPS)}")
+            values += [j, SAMPLED_OPS.index(op)]
+    return np.asarray(values, np.int32)

@@ -13,7 +13,10 @@ import itertools
 from collections.abc import Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+from jaxnas.spaces.decisions import Decision
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NODES = 4
@@ -76,3 +79,16 @@ def derive(alphas) -> NB201Arch:
     """Per edge the op of largest α (`none` included, as the benchmark's DARTS code does)."""
     a = np.asarray(alphas["cell"])
     return NB201Arch(tuple(OPS[int(i)] for i in a.argmax(axis=-1)))
+
+
+def decisions() -> tuple[Decision, ...]:
+    """One op per edge, `none` included (as in the benchmark)."""
+    return tuple(Decision("op", len(OPS)) for _ in EDGES)
+
+
+def decisions_to_path(values: jax.Array) -> dict[str, jax.Array]:
+    return {"cell": jax.nn.one_hot(jnp.asarray(values), len(OPS))}
+
+
+def decisions_to_arch(values) -> NB201Arch:
+    return NB201Arch(tuple(OPS[int(i)] for i in np.asarray(values)))
