@@ -36,13 +36,25 @@ def get_config() -> ml_collections.ConfigDict:
     c.impl = "grouped"  # darts supernet implementation
     c.remat = False  # darts: recompute cell activations in backward passes (less memory, more compute)
     # How to search.
-    c.strategy = "darts"  # darts | gdas | pcdarts (jaxnas/search/strategies/)
+    c.strategy = "darts"  # darts | gdas | pcdarts | random_ws | enas | pnas (jaxnas/search/strategies/)
     c.estimator = "first_order"  # one of ESTIMATORS
     c.alpha_warmup_epochs = 0  # train only the weights for this many epochs first (PC-DARTS: 15)
     c.gdas_tau_max = 10.0  # gdas: Gumbel-softmax temperature, linear per epoch from max to min
     c.gdas_tau_min = 0.1
     c.pc_partial_channels = 4  # pcdarts: 1/K of each edge's channels go through the mixed op
     c.pc_edge_normalization = True  # pcdarts: weigh each node's incoming edges by softmax(β)
+    # Sampling strategies (random_ws, enas, pnas): one architecture per step, no estimator.
+    c.derive_samples = 64  # random_ws, enas: candidates scored with the shared weights at each epoch's end
+    c.enas_hidden = 100  # enas: LSTM controller width (ENAS: 100)
+    c.enas_samples = 2  # enas: architectures rewarded per controller step
+    c.enas_temperature = 5.0  # enas: logits = tanh_constant·tanh(logits / temperature), as ENAS's code
+    c.enas_tanh_constant = 2.5
+    c.enas_entropy_weight = 1e-4  # enas: entropy bonus of the REINFORCE loss
+    c.enas_baseline_decay = 0.99  # enas: moving-average reward baseline
+    c.enas_reward_cost = 0.0  # enas (darts space): reward = val accuracy − this · parameters in millions
+    c.pnas_beam = 8  # pnas: cells kept (and evaluated) per stage (PNAS: 256)
+    c.pnas_evaluator = "inherited"  # pnas: "inherited" (shared weights) or "scratch" (short training)
+    c.pnas_scratch_steps = 20  # pnas, scratch evaluator: training steps per candidate
     # Resource-aware search (darts space): α objective L_val + cost_weight·E_α[cost].
     c.cost_weight = 0.0
     c.cost_metric = "params"  # params | madds | path of a JSON latency table {op: cost}
@@ -115,10 +127,15 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
     if problem:
         raise ConfigError(problem)
     _choice(config, "estimator", ESTIMATORS)
+    if get_strategy(config.strategy).sampled:
+        for key, default in (("estimator", "first_order"), ("cost_weight", 0.0), ("alpha_warmup_epochs", 0)):
+            if config[key] != default:
+                raise ConfigError(f"{key} applies to the gradient strategies (darts, gdas, pcdarts); strategy "
+                                  f"{config.strategy!r} has its own step (leave {key} at {default!r})")
     _choice(config, "impl", IMPLEMENTATIONS)
     _choice(config, "implicit_method", IMPLICIT_METHODS)
     for key in ("epochs", "batch_size", "channels", "layers", "eval_batch_size", "unroll_steps", "keep_checkpoints",
-                "max_nonfinite_steps", "log_every_steps"):
+                "max_nonfinite_steps", "log_every_steps", "derive_samples"):
         if int(config[key]) < 1:
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
     if not 0 <= config.alpha_warmup_epochs < config.epochs:

@@ -41,7 +41,8 @@ from jaxnas.writers import MetricsWriter, Progress
 # change them. Any other difference from the workdir's saved config is an error.
 RUNTIME_KEYS = ("data_dir", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "compilation_cache",
                 "plots", "max_nonfinite_steps", "eval_batch_size")
-STEP_METRICS = ("train_loss", "train_acc", "val_loss", "hypergrad_norm")
+STEP_METRICS = ("train_loss", "train_acc", "val_loss", "hypergrad_norm")  # plus the strategy's own
+SCORE_CHUNK = 8  # candidate architectures scored per call (one compile for any number of them)
 
 
 def _softmax(alphas: dict) -> dict:
@@ -108,23 +109,29 @@ def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, ima
     `image_shape`; the schedules count `steps_per_epoch` steps per epoch)."""
     schedule = cosine_lr(config.lr, config.lr_min, config.epochs, steps_per_epoch)
     net = space.supernet(num_classes, axis_name=axis_name)
+    strategy = get_strategy(config.strategy)
     costs = penalty = None
     if config.cost_weight > 0:
         costs = cost_lib.space_costs(space, image_shape, config.cost_metric)
         penalty = functools.partial(_weighted_cost, config.cost_weight, costs)
-    forward = get_strategy(config.strategy).forward_options(config, steps_per_epoch)
-    step_fn, w_opt, a_opt = make_search_step(
-        net, config.estimator, schedule, config_lib.estimator_options(config), momentum=config.momentum,
-        weight_decay=config.weight_decay, clip_norm=config.clip_norm, alpha_lr=config.alpha_lr,
-        alpha_betas=(config.alpha_b1, config.alpha_b2), alpha_weight_decay=config.alpha_weight_decay,
-        axis_name=axis_name, alpha_penalty=penalty, forward_options=forward,
-        alpha_warmup_steps=config.alpha_warmup_epochs * steps_per_epoch)
+    forward = strategy.forward_options(config, steps_per_epoch)
+    own_step = strategy.make_step(config, space, net, schedule, axis_name, image_shape)
+    if own_step is not None:
+        step_fn, w_opt, a_opt = own_step
+    else:
+        step_fn, w_opt, a_opt = make_search_step(
+            net, config.estimator, schedule, config_lib.estimator_options(config), momentum=config.momentum,
+            weight_decay=config.weight_decay, clip_norm=config.clip_norm, alpha_lr=config.alpha_lr,
+            alpha_betas=(config.alpha_b1, config.alpha_b2), alpha_weight_decay=config.alpha_weight_decay,
+            axis_name=axis_name, alpha_penalty=penalty, forward_options=forward,
+            alpha_warmup_steps=config.alpha_warmup_epochs * steps_per_epoch)
     alpha_rng, weight_rng = jax.random.split(jax.random.key(config.seed))
     sample = jnp.zeros((2, *image_shape), jnp.float32)
     # Initialisation runs once: compile it without XLA's optimisation passes (its hundreds of random
     # initialisers otherwise take most of a minute to compile on CPU).
-    init = jax.jit(lambda: init_state(space.supernet(num_classes), space.init_alphas(alpha_rng), sample,
-                                      weight_rng, w_opt, a_opt), compiler_options=FAST_COMPILE)
+    init = jax.jit(lambda: init_state(space.supernet(num_classes), strategy.init_alphas(config, space, alpha_rng),
+                                      sample, weight_rng, w_opt, a_opt, net_alphas=space.init_alphas(alpha_rng)),
+                   compiler_options=FAST_COMPILE)
     return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt, costs, forward)
 
 
@@ -162,12 +169,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     k = config_lib.train_batches_per_step(config)
     setup = search_setup(config, space, data.num_classes, data.image_shape, data.steps_per_epoch)
     net, step_fn, init = setup.net, setup.step, setup.init
+    strategy = get_strategy(config.strategy)
+    step_metrics = STEP_METRICS + strategy.step_metrics
     mesh = data_mesh()
     state = replicate(init(), mesh)
 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
     restored = ckpt.restore_latest(state)
-    sums = EpochSums.empty(STEP_METRICS)
+    sums = EpochSums.empty(step_metrics)
     if restored is not None:
         state, record = restored
         sums = EpochSums(**record["sums"])
@@ -178,17 +187,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     writer.keep_epochs_before(step // spe + 1)
 
     if step == 0 and writer_enabled:  # the starting point of the α plot
-        np.savez(os.path.join(workdir, "alphas", "epoch_000.npz"),
-                 **{k: np.asarray(v) for k, v in jax.device_get(state.alphas).items()})
+        np.savez(os.path.join(workdir, "alphas", "epoch_000.npz"), **_alpha_view(config, space, strategy, state))
     train_step = data_parallel(step_fn, mesh)
+    # Sampling strategies evaluate one architecture of the shared weights, with BN in training mode
+    # (the running statistics mix every architecture the supernet trained).
+    eval_train_mode = strategy.sampled
 
-    def eval_totals(state, x, y, mask):
-        logits = net.apply({"params": state.params, "batch_stats": state.batch_stats}, x, state.alphas, train=False)
+    def eval_totals(state_and_alphas, x, y, mask):
+        state, alphas = state_and_alphas
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        logits = net.apply(variables, x, alphas, train=eval_train_mode, mutable=["batch_stats"])[0]
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
         return jax.lax.psum(jnp.stack([(ce * mask).sum(), (correct * mask).sum(), mask.sum()]), DATA_AXIS)
 
     evaluate = data_parallel_sum(eval_totals, mesh)
+    context = _derive_context(config, setup, net, mesh, train_data, search_val, mean, std) if strategy.sampled else None
     progress = Progress(total, spe, config.epochs, config.batch_size, enabled=writer_enabled)
     pending: list[dict] = []
 
@@ -230,9 +244,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 flush()
             if step % spe == 0:
                 flush()
-                last = _end_epoch(config, space, workdir, writer, state, evaluate, search_val, mean, std, mesh,
-                                  step // spe, step, sums, time.perf_counter() - t_epoch, devices, setup.costs)
-                sums = EpochSums.empty(STEP_METRICS)
+                last = _end_epoch(config, space, strategy, workdir, writer, state, evaluate, context, search_val, mean,
+                                  std, mesh, step // spe, step, sums, time.perf_counter() - t_epoch, devices,
+                                  setup.costs)
+                sums = EpochSums.empty(step_metrics)
                 save()
                 t_epoch = time.perf_counter()
             elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
@@ -246,28 +261,96 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 return {"stopped": True, "step": step}
     if last is None:  # the run was already complete: rewrite the final outputs from the checkpoint
         logging.info("the run in %s is already complete (%d steps)", workdir, total)
-    _write_final(space, workdir, state, writer_enabled)
+    _write_final(config, space, strategy, workdir, state, writer_enabled)
     writer.close()
     ckpt.close()
     return last or {"step": step}
 
 
-def _end_epoch(config, space, workdir, writer, state, evaluate, search_val, mean, std, mesh, epoch, step, sums,
-               seconds, devices, costs) -> dict:
-    """Evaluate on search-val, derive the genotype, write this epoch's record, α and plots."""
+def _alpha_view(config, space, strategy, state) -> dict[str, np.ndarray]:
+    """What the run saves and plots as α: α itself, or a sampling strategy's log op frequencies."""
+    if strategy.sampled:
+        return strategy.alpha_view(config, space, state.alphas)
+    return {k: np.asarray(v) for k, v in jax.device_get(state.alphas).items()}
+
+
+def _derive_context(config, setup, net, mesh, train_data, search_val, mean, std):
+    """Scoring of candidate architectures on the first search-val batch (BN in training mode), and
+    short training of one architecture from the initial weights (PNAS's scratch evaluator)."""
+    from jaxnas.search.strategies.sampled import DeriveContext, make_sampled_step
+
+    pid, pcount = jax.process_index(), jax.process_count()
+    x, y, mask = next(iter(eval_batches(search_val, config.eval_batch_size, mean, std, pid, pcount)))
+    batch = host_batch((x, y, mask), mesh)
+
+    def score_totals(state_and_paths, x, y, mask):
+        state, paths = state_and_paths
+
+        def correct(path):
+            logits = net.apply({"params": state.params, "batch_stats": state.batch_stats}, x, path, train=True,
+                               mutable=["batch_stats"])[0]
+            return jnp.sum((jnp.argmax(logits, -1) == y) * mask)
+
+        return jax.lax.psum(jnp.concatenate([jax.lax.map(correct, paths), mask.sum()[None]]), DATA_AXIS)
+
+    score_chunk = data_parallel_sum(score_totals, mesh)
+
+    def score(state, paths):
+        paths = {k: np.asarray(v) for k, v in paths.items()}
+        n = len(next(iter(paths.values())))
+        pad = -n % SCORE_CHUNK
+        paths = {k: np.concatenate([v, np.repeat(v[:1], pad, 0)]) for k, v in paths.items()}
+        out = []
+        for i in range(0, n + pad, SCORE_CHUNK):
+            totals = np.asarray(jax.device_get(score_chunk((state, {k: v[i:i + SCORE_CHUNK] for k, v in paths.items()}),
+                                                           *batch)))
+            out.append(totals[:-1] / totals[-1])
+        return np.concatenate(out)[:n]
+
+    fresh_step = None
+
+    def train_fresh(path, steps):
+        nonlocal fresh_step
+        if fresh_step is None:
+            constant = lambda count: config.lr  # noqa: E731
+            step_fn = make_sampled_step(net, constant, config, lambda alphas, key: alphas, None, DATA_AXIS)[0]
+            fresh_step = data_parallel(step_fn, mesh)
+        state = setup.init()
+        state = replicate(state.replace(alphas=path, alpha_opt_state=setup.alpha_opt.init(path)), mesh)
+        for s in range(steps):  # the first batches of search-train, the same for every candidate
+            epoch, i = divmod(s, train_data.steps_per_epoch)
+            state, _ = fresh_step(state, (host_batch(train_data.batch(epoch, i), mesh),),
+                                  host_batch(train_data.batch(epoch, i), mesh))
+        return state
+
+    return DeriveContext(score, train_fresh)
+
+
+def _end_epoch(config, space, strategy, workdir, writer, state, evaluate, context, search_val, mean, std, mesh, epoch,
+               step, sums, seconds, devices, costs) -> dict:
+    """Derive the genotype, evaluate it (gradient strategies: the supernet) on search-val, write this
+    epoch's record, α and plots."""
+    alphas = _alpha_view(config, space, strategy, state)
+    info = {}
+    if strategy.sampled:
+        arch, info = strategy.derive(config, space, state, context, epoch)
+        net_alphas = space.path(space.decisions_of(arch))
+    else:
+        arch = space.derive(alphas)
+        net_alphas = state.alphas
     totals = np.zeros(3)
     pid, pcount = jax.process_index(), jax.process_count()
     for x, y, mask in eval_batches(search_val, config.eval_batch_size, mean, std, pid, pcount):
-        totals += np.asarray(jax.device_get(evaluate(state, *host_batch((x, y, mask), mesh))), np.float64)
-    alphas = {k: np.asarray(v) for k, v in jax.device_get(state.alphas).items()}
-    arch = space.derive(alphas)
+        totals += np.asarray(jax.device_get(evaluate((state, net_alphas), *host_batch((x, y, mask), mesh))),
+                             np.float64)
     means = sums.means()
     record = {"epoch": epoch, "step": step, "train_loss": means["train_loss"], "train_acc": means["train_acc"],
               "val_loss": totals[0] / totals[2], "val_acc": totals[1] / totals[2],
               "alpha_step_val_loss": means["val_loss"], "hypergrad_norm": means["hypergrad_norm"],
               "lr": float(cosine_lr(config.lr, config.lr_min, config.epochs, 1)(epoch - 1)),
               "alpha_entropy": alpha_entropy(alphas), "nonfinite_steps": sums.steps - sums.finite_steps,
-              "seconds": seconds, "devices": devices, "genotype": space.arch_to_dict(arch)}
+              "seconds": seconds, "devices": devices, "genotype": space.arch_to_dict(arch),
+              **{k: means[k] for k in strategy.step_metrics}, **info}
     if costs is not None:  # what the penalty trades: the relaxed cost and the derived cell's
         record["expected_cost"] = float(cost_lib.expected_cost(alphas, costs))
         record["derived_cost"] = cost_lib.derived_cost(arch, costs)
@@ -294,10 +377,15 @@ def _end_epoch(config, space, workdir, writer, state, evaluate, search_val, mean
     return record
 
 
-def _write_final(space, workdir: str, state, enabled: bool) -> None:
-    alphas = {k: np.asarray(v) for k, v in jax.device_get(state.alphas).items()}
+def _write_final(config, space, strategy, workdir: str, state, enabled: bool) -> None:
+    alphas = _alpha_view(config, space, strategy, state)
     if not enabled:
         return
     np.savez(os.path.join(workdir, "alphas.npz"), **alphas)
+    if strategy.sampled:  # the last epoch's derivation (candidates scored with the final weights)
+        with open(os.path.join(workdir, "genotypes", f"epoch_{config.epochs:03d}.json")) as f:
+            arch_dict = json.load(f)
+    else:
+        arch_dict = space.arch_to_dict(space.derive(alphas))
     with open(os.path.join(workdir, "genotype.json"), "w") as f:
-        json.dump(space.arch_to_dict(space.derive(alphas)), f, indent=1)
+        json.dump(arch_dict, f, indent=1)

@@ -40,9 +40,12 @@ def supernet_loss(net: nn.Module, batch_stats: Any, rngs: dict | None = None, **
     return loss_fn
 
 
-def init_state(net: nn.Module, alphas: Any, sample_x: jax.Array, rng: jax.Array, weight_opt, alpha_opt) -> SearchState:
+def init_state(net: nn.Module, alphas: Any, sample_x: jax.Array, rng: jax.Array, weight_opt, alpha_opt,
+               net_alphas: Any = None) -> SearchState:
+    """The first state; `net_alphas` (default `alphas`) is what the supernet is initialised with
+    when the strategy's α is not the supernet's input (ENAS's controller)."""
     init_rng, rng = jax.random.split(rng)
-    variables = net.init(init_rng, sample_x, alphas, train=False)
+    variables = net.init(init_rng, sample_x, alphas if net_alphas is None else net_alphas, train=False)
     params = variables["params"]
     return SearchState(
         step=jnp.zeros((), jnp.int32),

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import flax.linen as nn
 import jax
+import numpy as np
 
 from jaxnas.spaces import chain, darts, nb201
 from jaxnas.spaces.decisions import Decision
@@ -47,6 +48,8 @@ class SearchSpace(Protocol):
     def path(self, values: jax.Array) -> dict: ...
 
     def arch_from_decisions(self, values: Any) -> Any: ...
+
+    def decisions_of(self, arch: Any) -> Any: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +107,9 @@ class DartsSpace:
     def arch_from_decisions(self, values):
         return darts.decisions_to_genotype(values)
 
+    def decisions_of(self, arch):
+        return darts.genotype_to_decisions(arch)
+
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.network import NetworkCIFAR
 
@@ -145,6 +151,9 @@ class NB201Space:
 
     def arch_from_decisions(self, values):
         return nb201.decisions_to_arch(values)
+
+    def decisions_of(self, arch):
+        return np.asarray([nb201.OPS.index(op) for op in arch.ops], np.int32)
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.nb201 import NB201Network
@@ -189,6 +198,9 @@ class ChainSpace:
 
     def arch_from_decisions(self, values):
         return chain.decisions_to_arch(values, self.ops)
+
+    def decisions_of(self, arch):
+        return np.asarray([self.ops.index(op) for op in arch.ops], np.int32)
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.chain import ChainNetwork

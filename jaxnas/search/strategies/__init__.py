@@ -1,18 +1,23 @@
 """Search strategies: how the supernet mixes ops and what a step draws, on one shared engine.
 
-Every strategy runs through the same loop, step, estimators, checkpoints and outputs; it only
-adds options to the search space (`space_options`) and per-step inputs of the supernet
-(`forward_options`). `--config.strategy=<name>` picks one.
+Every strategy runs through the same loop, checkpoints and outputs. The gradient strategies
+(darts, gdas, pcdarts) share the bilevel step and its estimators; they only add options to the
+search space (`space_options`) and per-step inputs of the supernet (`forward_options`). The
+sampling strategies (random_ws, enas, pnas; `strategies.sampled`) bring their own step and
+derivation. `--config.strategy=<name>` picks one.
 """
 
 from __future__ import annotations
 
 from jaxnas.search.strategies.base import Strategy
 from jaxnas.search.strategies.darts import DARTS
+from jaxnas.search.strategies.enas import ENAS
 from jaxnas.search.strategies.gdas import GDAS
 from jaxnas.search.strategies.pcdarts import PCDARTS
+from jaxnas.search.strategies.pnas import PNAS
+from jaxnas.search.strategies.random_ws import RANDOM_WS
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (DARTS, GDAS, PCDARTS)}
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (DARTS, GDAS, PCDARTS, RANDOM_WS, ENAS, PNAS)}
 
 
 def get_strategy(name: str) -> Strategy:

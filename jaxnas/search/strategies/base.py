@@ -18,6 +18,8 @@ class Strategy:
 
     name: str
     spaces: tuple[str, ...] = ("darts", "nb201", "chain")  # the search spaces it works in
+    sampled: bool = False  # True: one drawn architecture per pass (`strategies.sampled`)
+    step_metrics: tuple[str, ...] = ()  # per-step metrics it adds to the epoch records
 
     def check(self, config: ml_collections.ConfigDict) -> str | None:
         """The first problem with `config` for this strategy, as one line, or None."""
@@ -31,4 +33,12 @@ class Strategy:
 
     def forward_options(self, config: ml_collections.ConfigDict, steps_per_epoch: int) -> ForwardOptions | None:
         """Per-step supernet inputs beyond (w, α, x), or None when there are none."""
+        return None
+
+    def init_alphas(self, config: ml_collections.ConfigDict, space: Any, rng: Any) -> Any:
+        """The architecture parameters the state starts with."""
+        return space.init_alphas(rng)
+
+    def make_step(self, config, space, net, schedule, axis_name, image_shape):
+        """(step, weight optimizer, α optimizer) of a strategy with its own step; None: the bilevel step."""
         return None

@@ -1,0 +1,93 @@
+"""ENAS (Pham et al., 2018): shared weights trained on the cells an LSTM controller samples, the
+controller trained with REINFORCE on search-val.
+
+Each step: the controller draws one cell and the shared weights take an SGD step on it; then it
+draws `enas_samples` cells, each is rewarded with its accuracy on the step's search-val batch
+(shared weights, BN in training mode) minus `enas_reward_cost` per million parameters, the
+baseline moves to b ← decay·b + (1 − decay)·mean(R), and Adam (the α optimizer's settings) steps on
+−(R − b)·log p − entropy_weight·H. α in the state is {'controller': its parameters, 'baseline': b}.
+The genotype is the best of `derive_samples` controller samples on a search-val batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxnas.parallel import cross_device_mean
+from jaxnas.search import controller as ctl
+from jaxnas.search import cost as cost_lib
+from jaxnas.search.state import alpha_optimizer
+from jaxnas.search.strategies.sampled import SampledStrategy
+
+
+def controller_of(config, space) -> ctl.Controller:
+    return ctl.Controller(space.decisions(), hidden=config.enas_hidden, temperature=config.enas_temperature,
+                          tanh_constant=config.enas_tanh_constant)
+
+
+def path_cost(path: dict, costs: dict) -> jax.Array:
+    """The cost of a one-hot path under per-(edge, op) cost tables."""
+    return sum(jnp.sum(path[k] * jnp.asarray(costs[k], path[k].dtype)) for k in costs)
+
+
+@dataclasses.dataclass(frozen=True)
+class EnasStrategy(SampledStrategy):
+    def check(self, config):
+        problem = super().check(config)
+        if problem:
+            return problem
+        if config.enas_samples < 1 or config.enas_hidden < 1:
+            return f"enas_samples and enas_hidden must be positive, got {config.enas_samples}, {config.enas_hidden}"
+        if not 0 <= config.enas_baseline_decay < 1:
+            return f"enas_baseline_decay must be in [0, 1), got {config.enas_baseline_decay}"
+        if config.enas_reward_cost and config.space != "darts":
+            return "enas_reward_cost needs space 'darts' (the parameter tables exist for the DARTS cell space)"
+        return None
+
+    def init_alphas(self, config, space, rng):
+        return {"controller": ctl.init_controller(controller_of(config, space), rng), "baseline": jnp.zeros(())}
+
+    def draw(self, config, space):
+        controller = controller_of(config, space)
+        return lambda alphas, key: controller.apply({"params": alphas["controller"]}, key=key)[0]
+
+    def alpha_update(self, config, space, net, axis_name, image_shape):
+        controller = controller_of(config, space)
+        optimizer = alpha_optimizer(config.alpha_lr, config.alpha_b1, config.alpha_b2, config.alpha_weight_decay)
+        costs = None
+        if config.enas_reward_cost:
+            # Parameter tables of the supernet's cells, counted once when the step is built.
+            costs = cost_lib.darts_costs(space.channels, space.layers, tuple(image_shape[:2]), "params")
+
+        def update(params, batch_stats, alphas, opt_state, key, val_batch):
+            x, y = val_batch
+
+            def accuracy(values):
+                logits, _ = net.apply({"params": params, "batch_stats": batch_stats}, x, space.path(values),
+                                      train=True, mutable=["batch_stats"])
+                return cross_device_mean(jnp.mean(jnp.argmax(logits, -1) == y), axis_name)
+
+            def reward_fn(values):  # sequential: a vmap would run every branch of every switch
+                rewards = jax.lax.map(accuracy, values)
+                if costs is not None:
+                    cost = jax.vmap(lambda v: path_cost(space.path(v), costs))(values)
+                    rewards = rewards - config.enas_reward_cost * cost / 1e6
+                return rewards
+
+            grads, baseline, metrics = ctl.reinforce_gradient(
+                controller, alphas["controller"], reward_fn, alphas["baseline"], key, config.enas_samples,
+                config.enas_entropy_weight, config.enas_baseline_decay)
+            # The α optimizer's state covers the whole α; the baseline is set, not learnt.
+            grads = {"controller": grads, "baseline": jnp.zeros_like(baseline)}
+            updates, opt_state = optimizer.update(grads, opt_state, alphas)
+            alphas = {**optax.apply_updates(alphas, updates), "baseline": baseline}
+            return alphas, opt_state, metrics
+
+        return update
+
+
+ENAS = EnasStrategy("enas", step_metrics=("reward", "baseline", "controller_entropy"))

@@ -1,0 +1,137 @@
+"""What the sampling strategies (random search with weight sharing, ENAS, PNAS) share.
+
+The supernet runs one architecture per pass (`mixing='path'`: only the chosen ops are
+computed). Each step draws an architecture, trains the shared weights on it for one batch, and
+lets the strategy update its own parameters (ENAS's controller) on the search-val batch. The
+genotype is derived by scoring candidate architectures with the shared weights on one batch of
+search-val (`score`: accuracy, BN in training mode, since the running statistics mix every
+architecture the supernet trained). What the run saves as α (`alphas/*.npz`, the plots, the α
+entropy) is the log of how often the strategy's sampler puts each op on each edge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxnas.parallel import cross_device_mean
+from jaxnas.search.state import SearchState, alpha_optimizer, weight_optimizer
+from jaxnas.search.step import all_finite, supernet_loss
+from jaxnas.search.strategies.base import Strategy
+from jaxnas.spaces.decisions import sample_uniform
+
+# score(state, paths) -> (N,) accuracies on the scoring batch of the N one-hot paths stacked in `paths`.
+Score = Callable[[Any, dict], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeriveContext:
+    """What the run lends a strategy's derivation: scoring with given weights, and short training of
+    one architecture from freshly initialised weights (for evaluators that do not inherit them)."""
+
+    score: Score
+    train_fresh: Callable[[dict, int], Any]  # (one-hot path, steps) -> the state after that training
+FREQUENCY_SAMPLES = 512  # architectures drawn to estimate the sampler's per-edge op frequencies
+
+
+def derive_key(config: ml_collections.ConfigDict, epoch: int) -> jax.Array:
+    """The candidates of an epoch's derivation depend only on (seed, epoch): a resumed run draws them again."""
+    return jax.random.fold_in(jax.random.key(config.seed + 1), epoch)
+
+
+def log_frequencies(space, values: jax.Array) -> dict[str, np.ndarray]:
+    """log of the mean one-hot path of `values` (N, D): α-shaped logits whose softmax is the
+    fraction of draws that put each op on each edge (floored at 1e-6)."""
+    freq = jax.tree.map(lambda p: jnp.mean(p, axis=0), jax.vmap(space.path)(jnp.asarray(values)))
+    return {k: np.log(np.maximum(np.asarray(v), 1e-6)) for k, v in freq.items()}
+
+
+def best_of(space, score: Score, state, values: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The highest-scoring of the candidate architectures `values` (ties: the first)."""
+    acc = np.asarray(score(state, jax.vmap(space.path)(jnp.asarray(values))))
+    best = int(np.argmax(acc))
+    return np.asarray(values[best]), {"candidates": len(values), "candidate_acc_best": float(acc[best]),
+                                      "candidate_acc_mean": float(acc.mean())}
+
+
+@dataclasses.dataclass(frozen=True)
+class SampledStrategy(Strategy):
+    """A strategy whose supernet runs one drawn architecture per step; by default drawn uniformly."""
+
+    sampled: bool = True
+
+    def space_options(self, config):
+        return {"mixing": "path"}
+
+    def init_alphas(self, config, space, rng):
+        """Random search learns no α: uniform logits, kept for the state's shape and never updated."""
+        return jax.tree.map(jnp.zeros_like, space.init_alphas(rng))
+
+    def draw(self, config, space) -> Callable[[Any, jax.Array], jax.Array]:
+        """draw(α, key) -> (D,) decision values of the architecture a weight step trains."""
+        decisions = space.decisions()
+        return lambda alphas, key: sample_uniform(decisions, key)
+
+    def alpha_update(self, config, space, net, axis_name, image_shape):
+        """update(params, batch_stats, α, α-optimizer state, key, val batch) -> (α, state, metrics),
+        or None when the strategy has no parameters of its own."""
+        return None
+
+    def alpha_view(self, config, space, alphas) -> dict[str, np.ndarray]:
+        draw = jax.jit(jax.vmap(self.draw(config, space), in_axes=(None, 0)))
+        values = draw(alphas, jax.random.split(jax.random.key(0), FREQUENCY_SAMPLES))
+        return log_frequencies(space, values)
+
+    def derive(self, config, space, state, context: DeriveContext, epoch: int) -> tuple[Any, dict]:
+        """The architecture the run reports after `epoch`, and what to log about how it was chosen."""
+        draw = jax.jit(jax.vmap(self.draw(config, space), in_axes=(None, 0)))
+        values = np.asarray(draw(state.alphas, jax.random.split(derive_key(config, epoch), config.derive_samples)))
+        best, info = best_of(space, context.score, state, values)
+        return space.arch_from_decisions(best), info
+
+    def make_step(self, config, space, net, schedule, axis_name, image_shape):
+        draw = self.draw(config, space)
+        return make_sampled_step(net, schedule, config, lambda alphas, key: space.path(draw(alphas, key)),
+                                 self.alpha_update(config, space, net, axis_name, image_shape), axis_name)
+
+
+def make_sampled_step(net, schedule, config, draw_path, alpha_update, axis_name):
+    """(step, weight optimizer, α optimizer): a weight step on the path `draw_path(α, key)`, then the
+    strategy's own update (if any) on the search-val batch."""
+    weight_opt = weight_optimizer(schedule, config.momentum, config.weight_decay, config.clip_norm)
+    alpha_opt = alpha_optimizer(config.alpha_lr, config.alpha_b1, config.alpha_b2, config.alpha_weight_decay)
+
+    def mean(x):
+        return cross_device_mean(x, axis_name)
+
+    def step(state: SearchState, train_batches, val_batch):
+        draw_key, alpha_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
+        path = draw_path(state.alphas, draw_key)
+        loss_fn = supernet_loss(net, state.batch_stats)
+        x, y = train_batches[0]
+        (loss, (logits, batch_stats)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params, path, (x, y))
+        loss, g = mean(loss), mean(g)
+        updates, weight_opt_state = weight_opt.update(g, state.weight_opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        val_loss = mean(loss_fn(params, path, val_batch)[0])  # the same architecture, after the step
+        alphas, alpha_opt_state, extra = state.alphas, state.alpha_opt_state, {"hypergrad_norm": jnp.zeros(())}
+        if alpha_update is not None:
+            alphas, alpha_opt_state, extra = alpha_update(params, batch_stats, alphas, alpha_opt_state, alpha_key,
+                                                          val_batch)
+        ok = jnp.isfinite(loss) & jnp.isfinite(val_loss) & all_finite(g, alphas)
+        new = state.replace(params=params, batch_stats=batch_stats, alphas=alphas, weight_opt_state=weight_opt_state,
+                            alpha_opt_state=alpha_opt_state)
+        new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
+        new = new.replace(step=state.step + 1, nonfinite_steps=state.nonfinite_steps + (~ok).astype(jnp.int32))
+        metrics = {"train_loss": loss, "train_acc": mean(jnp.mean(jnp.argmax(logits, -1) == y)),
+                   "val_loss": val_loss, "lr": schedule(state.step - state.nonfinite_steps), "finite": ok, **extra}
+        return new, metrics
+
+    return step, weight_opt, alpha_opt
