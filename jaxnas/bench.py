@@ -38,6 +38,7 @@ from jaxnas.search.hypergrad import ESTIMATORS
 from jaxnas.search.loop import search_setup
 from jaxnas.search.state import SearchState
 from jaxnas.search.step import supernet_loss
+from jaxnas.search.strategies import get_strategy
 from jaxnas.spaces.base import get_space
 
 STEPS = ("weight",) + ESTIMATORS
@@ -63,6 +64,9 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; valid steps: {', '.join(STEPS)}")
     config = config.copy_and_resolve_references()
+    sampled = get_strategy(config.strategy).sampled
+    if sampled and step != "first_order":
+        raise ValueError(f"strategy {config.strategy!r} has its own step; bench it without --step")
     if step != "weight":
         config.estimator = step
     config_lib.validate(config, jax.device_count())
@@ -97,7 +101,8 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     step_seconds = float(np.median(times))
     return {
         "config": dict(space=config.space, dataset=config.dataset, image_shape=list(shape), channels=config.channels,
-                       layers=config.layers, batch_size=batch_size, step=step, impl=config.impl, remat=config.remat,
+                       layers=config.layers, batch_size=batch_size, step=config.strategy if sampled else step,
+                       impl=config.impl, remat=config.remat,
                        strategy=config.strategy),
         "device": f"{jax.devices()[0].platform} x{jax.device_count()}",
         "compile_seconds": round(compile_seconds, 2),

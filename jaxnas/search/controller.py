@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxnas.search.hypergrad import tree_norm
 from jaxnas.spaces.decisions import Decision, valid_mask, widths
 
 
@@ -87,7 +88,7 @@ def reinforce_gradient(controller: Controller, params, reward_fn: Callable[[jax.
     grads = jax.grad(loss)(params)
     entropy = jnp.mean(jax.vmap(lambda v: controller.apply({"params": params}, values=v)[2])(values))
     return grads, baseline, {"reward": jnp.mean(rewards), "baseline": baseline, "controller_entropy": entropy,
-                             "hypergrad_norm": optax.global_norm(grads)}
+                             "hypergrad_norm": tree_norm(grads)}
 
 
 def reinforce_update(controller: Controller, optimizer: optax.GradientTransformation,
