@@ -21,6 +21,7 @@ from jaxnas.search import loop
 from jaxnas.search.config import ConfigError, get_config
 from jaxnas.search.cost import darts_costs, derived_cost, expected_cost
 from jaxnas.spaces.darts import Genotype
+from jaxnas.spaces.nb201 import NB201Arch
 
 CHAIN = ["--config.space=chain", "--config.channels=4", "--config.layers=2", "--config.batch_size=16",
          "--config.epochs=3", "--config.checkpoint_every_steps=10", "--config.log_every_steps=10"]
@@ -216,14 +217,14 @@ def test_config_validation_names_valid_choices():
 
 def test_darts_search_on_four_devices(shared, tmp_path):
     workdir = str(tmp_path / "four")
-    r = _ok(_search(shared, workdir, "--config.channels=4", "--config.layers=2", "--config.epochs=1",
+    r = _ok(_search(shared, workdir, "--config.channels=4", "--config.layers=1", "--config.epochs=1",
                     "--config.batch_size=32", "--config.train_portion=0.25", "--config.cost_weight=1e-4", devices=4))
     assert "4 device(s)" in r.stderr
     alphas, genotype, metrics = _outputs(workdir)
     assert metrics[0]["devices"] == 4 and 0.0 <= metrics[0]["val_acc"] <= 1.0
     genotype = Genotype.from_dict(genotype)  # a valid DARTS genotype
     # The resource-aware objective logs the relaxed and the derived parameter cost of each epoch.
-    costs = darts_costs(4, 2, (8, 8), "params")
+    costs = darts_costs(4, 1, (8, 8), "params")
     assert metrics[0]["derived_cost"] == derived_cost(genotype, costs) > 0
     np.testing.assert_allclose(metrics[0]["expected_cost"], float(expected_cost(alphas, costs)), rtol=1e-6)
 
@@ -260,6 +261,60 @@ def test_strategy_on_four_devices_resumes_exactly(shared, tmp_path, strategy, fl
     _start_and_signal(shared, killed, signal.SIGKILL, flags, devices=4)
     assert "resumed from checkpoint" in _ok(_search(shared, killed, *flags, devices=4)).stderr
     _assert_same_run(full, killed)
+
+
+# Each sampling strategy in a space it searches, as small as it compiles fast.
+SAMPLED_RUNS = {
+    "random_ws": ["--config.space=chain", "--config.channels=4", "--config.layers=2", "--config.derive_samples=8"],
+    "enas": ["--config.space=nb201", "--config.channels=4", "--config.layers=1", "--config.derive_samples=8",
+             "--config.enas_hidden=16", "--config.epochs=2"],
+    "pnas": ["--config.space=darts", "--config.impl=reference", "--config.channels=4", "--config.layers=1",
+             "--config.pnas_beam=2", "--config.epochs=1"],  # its epoch-end search is the slow part
+}
+SAMPLED_COMMON = ["--config.batch_size=32", "--config.train_portion=0.25", "--config.eval_batch_size=64",
+                  "--config.checkpoint_every_steps=4", "--config.log_every_steps=4", "--config.plots=False"]
+
+
+@pytest.mark.parametrize("strategy", list(SAMPLED_RUNS))
+def test_sampling_strategy_on_four_devices_resumes_exactly(shared, tmp_path, strategy):
+    """Random search with weight sharing, ENAS and PNAS run end to end on the offline data on 4
+    devices, log what they chose from, and a run killed after a checkpoint resumes exactly."""
+    flags = [*SAMPLED_COMMON, "--config.epochs=2", *SAMPLED_RUNS[strategy], f"--config.strategy={strategy}"]
+    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+    r = _ok(_search(shared, full, *flags, devices=4))
+    assert "4 device(s)" in r.stderr
+    alphas, genotype, metrics = _outputs(full)
+    assert [m["epoch"] for m in metrics] == list(range(1, len(metrics) + 1)) and len(metrics) >= 1
+    assert all(0 <= m["val_acc"] <= 1 for m in metrics)
+    assert genotype == metrics[-1]["genotype"]
+    if strategy == "pnas":  # 49 one-block cells, then beam 2 in each of 3 stages
+        Genotype.from_dict(genotype)
+        assert metrics[-1]["candidates"] == 49 + 3 * 2 and len(metrics[-1]["pnas_spearman"]) == 3
+        assert genotype["normal"] == genotype["reduce"]
+    else:
+        assert metrics[-1]["candidates"] == 8
+    if strategy == "enas":
+        NB201Arch.from_string(genotype["nb201"])
+        assert 0 <= metrics[-1]["reward"] <= 1 and metrics[-1]["baseline"] > 0 and metrics[-1]["hypergrad_norm"] > 0
+    # α on disk is the log of the sampler's op frequencies: a distribution over each edge's ops.
+    for v in alphas.values():
+        np.testing.assert_allclose(np.exp(v).sum(-1), 1.0, atol=1e-4)
+    _start_and_signal(shared, killed, signal.SIGKILL, flags, devices=4)
+    assert "resumed from checkpoint" in _ok(_search(shared, killed, *flags, devices=4)).stderr
+    _assert_same_run(full, killed)
+
+
+def test_enas_on_four_devices_equals_one_device(shared, tmp_path):
+    """The sampled step and the controller's reward average over devices exactly once: the first
+    epoch on 4 devices logs what it logs on one (same draws, same synchronised BN)."""
+    flags = [*CHAIN, "--config.epochs=1", "--config.strategy=enas", "--config.derive_samples=4", "--config.plots=False"]
+    one, four = str(tmp_path / "one"), str(tmp_path / "four")
+    _ok(_search(shared, one, *flags, devices=1))
+    _ok(_search(shared, four, *flags, devices=4))
+    (_, geno_1, [m1]), (_, geno_4, [m4]) = _outputs(one), _outputs(four)
+    assert geno_1 == geno_4
+    for k in ("train_loss", "val_loss", "val_acc", "reward", "baseline", "hypergrad_norm", "controller_entropy"):
+        assert m4[k] == pytest.approx(m1[k], rel=1e-4), k
 
 
 def test_two_processes_equal_one_process(shared, tmp_path):

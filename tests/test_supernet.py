@@ -17,6 +17,9 @@ from jaxnas.nn.grouped import EdgeGroup
 from jaxnas.nn.supernet import DartsSupernet, grouped_variables_from_reference, search_cell_class
 from jaxnas.spaces.darts import init_alphas
 
+# The networks are compiled once per test process: keep this module's tests on one xdist worker.
+pytestmark = pytest.mark.xdist_group("supernet")
+
 C, LAYERS, BATCH, SIZE = 4, 3, 4, 8  # cells: normal, reduce, reduce (with a FactorizedReduce input)
 
 

@@ -100,14 +100,18 @@ def _fit(key, x, y, members, hidden, steps, lr, l2):
         k1, k2 = jax.random.split(k)
         d = x.shape[1]
         return {"w1": jax.random.normal(k1, (d, hidden)) / jnp.sqrt(d), "b1": jnp.zeros(hidden),
-                "w2": jax.random.normal(k2, (hidden, 1)) / jnp.sqrt(hidden), "linear": jnp.zeros(d), "b2": jnp.zeros(())}
+                "w2": jax.random.normal(k2, (hidden, 1)) / jnp.sqrt(hidden), "linear": jnp.zeros(d),
+                "b2": jnp.zeros(())}
 
     opt = optax.adam(lr)
+
+    def loss(p):
+        return jnp.mean((_mlp(p, x) - y) ** 2) + l2 * (jnp.sum(p["w1"] ** 2) + jnp.sum(p["linear"] ** 2))
 
     def train(p):
         def body(carry, _):
             p, s = carry
-            g = jax.grad(lambda p: jnp.mean((_mlp(p, x) - y) ** 2) + l2 * (jnp.sum(p["w1"] ** 2) + jnp.sum(p["linear"] ** 2)))(p)
+            g = jax.grad(loss)(p)
             u, s = opt.update(g, s, p)
             return (optax.apply_updates(p, u), s), None
 

@@ -1,0 +1,60 @@
+"""The comparison configuration: one search config (space, data, seed, budget) run once per
+strategy, and optionally a short training from scratch of every derived DARTS genotype."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxnas.search import config as search_config
+from jaxnas.search.config import ConfigError
+from jaxnas.search.strategies import STRATEGIES, get_strategy
+from jaxnas.train import config as train_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """Offline default: every strategy on the digits DARTS-space search, 4 epochs each."""
+    c = ml_collections.ConfigDict()
+    s = search_config.get_config()
+    s.epochs = 4
+    c.search = s
+    c.strategies = "random_ws,darts,pcdarts,gdas,enas,pnas"
+    c.train_epochs = 0  # > 0 (darts space): train each derived genotype from scratch this long, report test accuracy
+    t = train_config.get_config()
+    t.channels = 8
+    c.train = t  # the training run's settings (its genotype, dataset, seed and epochs are set per strategy)
+    return c
+
+
+def strategy_names(config: ml_collections.ConfigDict) -> list[str]:
+    names = [n.strip() for n in config.strategies.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"strategies is empty; valid strategies: {', '.join(STRATEGIES)}")
+    for name in names:
+        if name not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {name!r} in strategies; valid strategies: {', '.join(STRATEGIES)}")
+    return names
+
+
+def strategy_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """The search config of one strategy: the shared one with `strategy` set; the keys that only the
+    gradient strategies read go back to their defaults for the sampling ones."""
+    s = config.search.copy_and_resolve_references()
+    s.strategy = name
+    if get_strategy(name).sampled:
+        defaults = search_config.get_config()
+        for key in ("estimator", "cost_weight", "alpha_warmup_epochs"):
+            s[key] = defaults[key]
+    return s
+
+
+def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_count: int = 1) -> None:
+    valid = set(get_config().keys())
+    extra = sorted(set(config.keys()) - valid)
+    if extra:
+        raise ConfigError(f"unknown config key(s) {', '.join(extra)}; valid keys: {', '.join(sorted(valid))}")
+    if config.train_epochs < 0:
+        raise ConfigError(f"train_epochs must be >= 0, got {config.train_epochs}")
+    if config.train_epochs and config.search.space != "darts":
+        raise ConfigError("train_epochs > 0 needs space 'darts' (jaxnas.train trains DARTS genotypes)")
+    for name in strategy_names(config):
+        search_config.validate(strategy_config(config, name), device_count, process_count)
