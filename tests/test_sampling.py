@@ -241,3 +241,44 @@ def test_bad_sampling_configs_are_named(changes, message):
     config.update(changes)
     with pytest.raises(ConfigError, match=message):
         config_lib.validate(config)
+
+
+def test_enas_reward_cost_of_a_path_is_the_genotype_cost():
+    """The parameter cost ENAS subtracts from a sampled cell's reward is what the cost tables give
+    the same cell as a genotype (`cost.derived_cost`, the resource-aware search's count)."""
+    from jaxnas.search.cost import darts_costs, derived_cost
+    from jaxnas.search.strategies.enas import path_cost
+
+    costs = darts_costs(4, 3, (8, 8), "params")
+    for seed in range(3):
+        values = sample_uniform(darts.decisions(), jax.random.key(seed))
+        genotype = darts.decisions_to_genotype(values)
+        assert float(path_cost(darts.decisions_to_path(values), costs)) == pytest.approx(
+            derived_cost(genotype, costs), rel=1e-12)
+
+
+def test_scratch_evaluation_trains_each_candidate_from_the_same_fresh_weights(tmp_path):
+    """PNAS's scratch evaluator: training a path for k steps starts from the initial weights every
+    time (no candidate inherits another's training), is deterministic, and changes the weights."""
+    from jaxnas.parallel import data_mesh, replicate
+    from jaxnas.search import loop
+
+    config = get_config()
+    config.update({"space": "chain", "channels": 4, "layers": 2, "strategy": "random_ws", "batch_size": 16,
+                   "data_dir": str(tmp_path / "tfds")})
+    space = get_space("chain", **config_lib.space_options(config))
+    data = loop.search_data(config)
+    setup = loop.search_setup(config, space, data.num_classes, data.image_shape, data.steps_per_epoch)
+    mesh = data_mesh()
+    context = loop._derive_context(config, setup, setup.net, mesh, data.train, data.val_set, data.mean, data.std)
+    a, b = (jax.tree.map(np.asarray, space.path(jnp.asarray(v, jnp.int32))) for v in ([0, 1], [3, 2]))
+    first = context.train_fresh(a, 3)
+    context.train_fresh(b, 3)
+    again = context.train_fresh(a, 3)
+    initial = replicate(setup.init(), mesh)
+    leaves = lambda s: jax.tree.leaves(jax.device_get(s.params))  # noqa: E731
+    for p, q in zip(leaves(first), leaves(again)):
+        np.testing.assert_array_equal(p, q)
+    assert any(not np.array_equal(p, q) for p, q in zip(leaves(first), leaves(initial)))
+    accuracy = context.score(first, {k: v[None] for k, v in a.items()})
+    assert accuracy.shape == (1,) and 0 <= accuracy[0] <= 1
