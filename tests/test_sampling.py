@@ -232,7 +232,7 @@ def test_pnas_surrogate_ranks_unseen_cells():
     ({"strategy": "enas", "cost_weight": 1e-3}, "cost_weight applies to the gradient strategies"),
     ({"strategy": "pnas", "space": "chain"}, "strategy 'pnas' works in space.s. darts, not 'chain'"),
     ({"strategy": "pnas", "pnas_evaluator": "oracle"}, "unknown pnas_evaluator 'oracle'; valid: inherited, scratch"),
-    ({"strategy": "enas", "space": "nb201", "enas_reward_cost": 0.1}, "enas_reward_cost needs space 'darts'"),
+    ({"strategy": "enas", "space": "nb201", "enas_reward_cost": -0.1}, "enas_reward_cost must be >= 0"),
     ({"strategy": "enas", "enas_baseline_decay": 1.0}, "enas_baseline_decay must be in"),
     ({"strategy": "random_ws", "derive_samples": 0}, "derive_samples must be a positive integer"),
 ])
@@ -246,8 +246,7 @@ def test_bad_sampling_configs_are_named(changes, message):
 def test_enas_reward_cost_of_a_path_is_the_genotype_cost():
     """The parameter cost ENAS subtracts from a sampled cell's reward is what the cost tables give
     the same cell as a genotype (`cost.derived_cost`, the resource-aware search's count)."""
-    from jaxnas.search.cost import darts_costs, derived_cost
-    from jaxnas.search.strategies.enas import path_cost
+    from jaxnas.search.cost import darts_costs, derived_cost, path_cost
 
     costs = darts_costs(4, 3, (8, 8), "params")
     for seed in range(3):

@@ -170,7 +170,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(shared, referenc
     ("--config.dataset=cifar1O", "unknown data set 'cifar1O'.*close matches: .*cifar10"),
     ("--config.learning_rate=0.1", "unknown config key 'learning_rate'; valid keys: .*lr"),
     ("--config.batch_size=0", "batch_size must be a positive integer"),
-    ("--config.cost_weight=1", "cost_weight > 0 needs space 'darts'"),
+    ("--config.derive_samples=0", "derive_samples must be a positive integer"),
     ("--config.strategy=gdas", "strategy 'gdas' works in space.s. darts, not 'chain'"),
 ])
 def test_bad_input_is_one_line_before_any_work(shared, tmp_path, flag, message):

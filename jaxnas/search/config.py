@@ -51,11 +51,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.enas_tanh_constant = 2.5
     c.enas_entropy_weight = 1e-4  # enas: entropy bonus of the REINFORCE loss
     c.enas_baseline_decay = 0.99  # enas: moving-average reward baseline
-    c.enas_reward_cost = 0.0  # enas (darts space): reward = val accuracy − this · parameters in millions
+    c.enas_reward_cost = 0.0  # enas: reward = val accuracy − this · parameters in millions
     c.pnas_beam = 8  # pnas: cells kept (and evaluated) per stage (PNAS: 256)
     c.pnas_evaluator = "inherited"  # pnas: "inherited" (shared weights) or "scratch" (short training)
     c.pnas_scratch_steps = 20  # pnas, scratch evaluator: training steps per candidate
-    # Resource-aware search (darts space): α objective L_val + cost_weight·E_α[cost].
+    # Resource-aware search (any space): α objective L_val + cost_weight·E_α[cost].
     c.cost_weight = 0.0
     c.cost_metric = "params"  # params | madds | path of a JSON latency table {op: cost}
     c.fd_eps_scale = 0.01  # darts_fd: ε = fd_eps_scale / ‖∇w' L_val‖
@@ -146,9 +146,6 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
     if config.cost_weight < 0:
         raise ConfigError(f"cost_weight must be >= 0, got {config.cost_weight!r}")
     if config.cost_weight > 0:
-        if config.space != "darts":
-            raise ConfigError(f"cost_weight > 0 needs space 'darts' (got {config.space!r}); the cost tables "
-                              "exist for the DARTS cell space")
         if config.cost_metric not in COST_METRICS and not str(config.cost_metric).endswith(".json"):
             raise ConfigError(f"unknown cost_metric {config.cost_metric!r}; valid: params, madds, or a .json "
                               "latency table {op: cost}")

@@ -1,5 +1,6 @@
-"""Resource-aware search: a cost per (cell kind, edge, op), so the expected cost of the architecture
-under softmax(α) is a differentiable function of α.
+"""Resource-aware search: a cost per (α entry, edge or layer, op), so the expected cost of the
+architecture under softmax(α) is a differentiable function of α. Tables exist for every space:
+the DARTS cells (per cell kind), the NB201 cell and the chain's layers.
 
 The α objective becomes L_val + λ·E_α[cost], with E_α[cost] = Σ_kind Σ_edge Σ_op softmax(α)·cost.
 A cost is what that op adds to the *discrete* network (affine BN, as trained), summed over the
@@ -28,10 +29,23 @@ from jaxnas.spaces import darts
 METRICS = ("params", "madds")  # or the path of a latency table (.json)
 
 
+def _build_op(space: str, name: str, C: int, stride: int):
+    """The op as the discrete network builds it (affine BN)."""
+    if space == "darts":
+        return darts_op(name, C, stride, affine=True)
+    if space == "nb201":
+        from jaxnas.nn.nb201 import nb201_op
+
+        return nb201_op(name, C, True, None, "op")
+    from jaxnas.nn.chain import chain_op
+
+    return chain_op(name, C, True, None, "op")
+
+
 @functools.cache
-def _op_cost(name: str, C: int, stride: int, spatial: tuple[int, int], metric: str) -> float:
-    """Parameters or multiply-adds of one DARTS op (affine BN) on an input of C channels."""
-    op = darts_op(name, C, stride, affine=True)
+def _op_cost(name: str, C: int, stride: int, spatial: tuple[int, int], metric: str, space: str = "darts") -> float:
+    """Parameters or multiply-adds of one op of `space` (affine BN) on an input of C channels."""
+    op = _build_op(space, name, C, stride)
     shape = (*spatial, C)
     if metric == "params":
         variables = jax.eval_shape(lambda: op.init(jax.random.key(0), jnp.zeros((1, *shape)), False))
@@ -79,6 +93,31 @@ def darts_costs(channels: int, layers: int, image_hw: tuple[int, int], metric: s
     return costs
 
 
+def nb201_costs(channels: int, cells_per_stage: int, image_hw: tuple[int, int], metric: str) -> dict[str, np.ndarray]:
+    """Cost of every (edge, op) of the NB201 cell, summed over the network's cells (three stages of
+    `cells_per_stage` cells at C, 2C, 4C channels and full, half, quarter resolution)."""
+    from jaxnas.spaces import nb201
+
+    table = read_latency_table(metric, nb201.OPS) if metric not in METRICS else None
+    costs = np.zeros((len(nb201.EDGES), len(nb201.OPS)))
+    hw = tuple(image_hw)
+    for stage in range(3):
+        C = channels * 2**stage
+        for o, name in enumerate(nb201.OPS):
+            per_cell = table[name] if table else _op_cost(name, C, 1, hw, metric, "nb201")
+            costs[:, o] += cells_per_stage * per_cell
+        hw = tuple((s + 1) // 2 for s in hw)
+    return {"cell": costs}
+
+
+def chain_costs(channels: int, layers: int, ops: tuple[str, ...], image_hw: tuple[int, int],
+                metric: str) -> dict[str, np.ndarray]:
+    """Cost of every (layer, op) of the chain network (every layer at C channels, full resolution)."""
+    table = read_latency_table(metric, ops) if metric not in METRICS else None
+    row = [table[name] if table else _op_cost(name, channels, 1, tuple(image_hw), metric, "chain") for name in ops]
+    return {"layers": np.tile(np.asarray(row, np.float64), (layers, 1))}
+
+
 def expected_cost(alphas: Mapping[str, Any], costs: Mapping[str, Any]) -> jax.Array:
     """E_α[cost] = Σ softmax(α)·cost over kinds and edges; differentiable in α."""
     return sum(jnp.sum(jax.nn.softmax(alphas[k], axis=-1) * jnp.asarray(costs[k], alphas[k].dtype)) for k in costs)
@@ -95,7 +134,25 @@ def derived_cost(genotype: darts.Genotype, costs: Mapping[str, np.ndarray]) -> f
 
 
 def space_costs(space: Any, image_shape: tuple[int, ...], metric: str) -> dict[str, np.ndarray]:
-    """The cost tables of a search space (the DARTS cell space so far)."""
-    if space.name != "darts":
-        raise ValueError(f"the cost penalty supports the darts space (got {space.name!r})")
-    return darts_costs(space.channels, space.layers, tuple(image_shape[:2]), metric)
+    """The cost tables of a search space, for images of `image_shape`."""
+    hw = tuple(image_shape[:2])
+    if space.name == "darts":
+        return darts_costs(space.channels, space.layers, hw, metric)
+    if space.name == "nb201":
+        return nb201_costs(space.channels, space.cells_per_stage, hw, metric)
+    if space.name == "chain":
+        return chain_costs(space.channels, space.layers, space.ops, hw, metric)
+    raise ValueError(f"no cost tables for space {space.name!r}; valid: darts, nb201, chain")
+
+
+def path_cost(path: Mapping[str, Any], costs: Mapping[str, Any]) -> jax.Array:
+    """The cost of a one-hot path (one op per edge or layer) under the same tables."""
+    return sum(jnp.sum(path[k] * jnp.asarray(costs[k], path[k].dtype)) for k in costs)
+
+
+def arch_cost(space: Any, arch: Any, costs: Mapping[str, np.ndarray]) -> float:
+    """The cost of a derived architecture of `space` (what λ trades against accuracy)."""
+    if space.name == "darts":
+        return derived_cost(arch, costs)
+    path = {k: np.asarray(v, np.float64) for k, v in space.path(space.decisions_of(arch)).items()}
+    return float(path_cost(path, costs))

@@ -145,7 +145,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     try:
         space = get_space(config.space, **config_lib.space_options(config))
         if config.cost_weight > 0 and config.cost_metric not in cost_lib.METRICS:
-            cost_lib.read_latency_table(config.cost_metric, space.op_names()["normal"])
+            cost_lib.read_latency_table(config.cost_metric, next(iter(space.op_names().values())))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     check_dataset(config.dataset, config.data_dir)
@@ -353,7 +353,7 @@ def _end_epoch(config, space, strategy, workdir, writer, state, evaluate, contex
               **{k: means[k] for k in strategy.step_metrics}, **info}
     if costs is not None:  # what the penalty trades: the relaxed cost and the derived cell's
         record["expected_cost"] = float(cost_lib.expected_cost(alphas, costs))
-        record["derived_cost"] = cost_lib.derived_cost(arch, costs)
+        record["derived_cost"] = cost_lib.arch_cost(space, arch, costs)
     record = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in record.items()}
     logging.info("epoch %d/%d: train loss %.4f acc %.4f | search-val acc %.4f | α entropy %.3f | %.1f s",
                  epoch, config.epochs, record["train_loss"], record["train_acc"], record["val_acc"],

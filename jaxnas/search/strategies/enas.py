@@ -29,11 +29,6 @@ def controller_of(config, space) -> ctl.Controller:
                           tanh_constant=config.enas_tanh_constant)
 
 
-def path_cost(path: dict, costs: dict) -> jax.Array:
-    """The cost of a one-hot path under per-(edge, op) cost tables."""
-    return sum(jnp.sum(path[k] * jnp.asarray(costs[k], path[k].dtype)) for k in costs)
-
-
 @dataclasses.dataclass(frozen=True)
 class EnasStrategy(SampledStrategy):
     def check(self, config):
@@ -44,8 +39,8 @@ class EnasStrategy(SampledStrategy):
             return f"enas_samples and enas_hidden must be positive, got {config.enas_samples}, {config.enas_hidden}"
         if not 0 <= config.enas_baseline_decay < 1:
             return f"enas_baseline_decay must be in [0, 1), got {config.enas_baseline_decay}"
-        if config.enas_reward_cost and config.space != "darts":
-            return "enas_reward_cost needs space 'darts' (the parameter tables exist for the DARTS cell space)"
+        if config.enas_reward_cost < 0:
+            return f"enas_reward_cost must be >= 0, got {config.enas_reward_cost}"
         return None
 
     def init_alphas(self, config, space, rng):
@@ -61,7 +56,7 @@ class EnasStrategy(SampledStrategy):
         costs = None
         if config.enas_reward_cost:
             # Parameter tables of the supernet's cells, counted once when the step is built.
-            costs = cost_lib.darts_costs(space.channels, space.layers, tuple(image_shape[:2]), "params")
+            costs = cost_lib.space_costs(space, image_shape, "params")
 
         def update(params, batch_stats, alphas, opt_state, key, val_batch):
             x, y = val_batch
@@ -74,7 +69,7 @@ class EnasStrategy(SampledStrategy):
             def reward_fn(values):  # sequential: a vmap would run every branch of every switch
                 rewards = jax.lax.map(accuracy, values)
                 if costs is not None:
-                    cost = jax.vmap(lambda v: path_cost(space.path(v), costs))(values)
+                    cost = jax.vmap(lambda v: cost_lib.path_cost(space.path(v), costs))(values)
                     rewards = rewards - config.enas_reward_cost * cost / 1e6
                 return rewards
 
