@@ -39,6 +39,7 @@ class DeriveContext:
     score: Score
     train_fresh: Callable[[dict, int], Any]  # (one-hot path, steps) -> the state after that training
 FREQUENCY_SAMPLES = 512  # architectures drawn to estimate the sampler's per-edge op frequencies
+_DRAW_MANY: dict = {}
 
 
 def derive_key(config: ml_collections.ConfigDict, epoch: int) -> jax.Array:
@@ -84,15 +85,21 @@ class SampledStrategy(Strategy):
         or None when the strategy has no parameters of its own."""
         return None
 
+    def draw_many(self, config, space) -> Callable[[Any, jax.Array], jax.Array]:
+        """jit(vmap(draw)) over keys, built once per (strategy, space, config): every epoch end uses it."""
+        cache_key = (self, space, config.to_json_best_effort(sort_keys=True))
+        if cache_key not in _DRAW_MANY:
+            _DRAW_MANY[cache_key] = jax.jit(jax.vmap(self.draw(config, space), in_axes=(None, 0)))
+        return _DRAW_MANY[cache_key]
+
     def alpha_view(self, config, space, alphas) -> dict[str, np.ndarray]:
-        draw = jax.jit(jax.vmap(self.draw(config, space), in_axes=(None, 0)))
-        values = draw(alphas, jax.random.split(jax.random.key(0), FREQUENCY_SAMPLES))
+        values = self.draw_many(config, space)(alphas, jax.random.split(jax.random.key(0), FREQUENCY_SAMPLES))
         return log_frequencies(space, values)
 
     def derive(self, config, space, state, context: DeriveContext, epoch: int) -> tuple[Any, dict]:
         """The architecture the run reports after `epoch`, and what to log about how it was chosen."""
-        draw = jax.jit(jax.vmap(self.draw(config, space), in_axes=(None, 0)))
-        values = np.asarray(draw(state.alphas, jax.random.split(derive_key(config, epoch), config.derive_samples)))
+        keys = jax.random.split(derive_key(config, epoch), config.derive_samples)
+        values = np.asarray(self.draw_many(config, space)(state.alphas, keys))
         best, info = best_of(space, context.score, state, values)
         return space.arch_from_decisions(best), info
 
