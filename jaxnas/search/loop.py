@@ -91,7 +91,7 @@ def search_data(config: ml_collections.ConfigDict, pid: int = 0, pcount: int = 1
 class SearchSetup:
     net: Any  # the supernet, with BN statistics synchronised over DATA_AXIS
     step: Any  # the search step, for one device's shard
-    init: Any  # jitted () -> the initial SearchState
+    init: Any  # () -> the initial SearchState (jitted for the softmax supernets)
     schedule: Any
     weight_opt: Any
     alpha_opt: Any
@@ -127,11 +127,17 @@ def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, ima
             alpha_warmup_steps=config.alpha_warmup_epochs * steps_per_epoch)
     alpha_rng, weight_rng = jax.random.split(jax.random.key(config.seed))
     sample = jnp.zeros((2, *image_shape), jnp.float32)
-    # Initialisation runs once: compile it without XLA's optimisation passes (its hundreds of random
-    # initialisers otherwise take most of a minute to compile on CPU).
-    init = jax.jit(lambda: init_state(space.supernet(num_classes), strategy.init_alphas(config, space, alpha_rng),
-                                      sample, weight_rng, w_opt, a_opt, net_alphas=space.init_alphas(alpha_rng)),
-                   compiler_options=FAST_COMPILE)
+
+    def init_fn():
+        return init_state(space.supernet(num_classes), strategy.init_alphas(config, space, alpha_rng), sample,
+                          weight_rng, w_opt, a_opt, net_alphas=space.init_alphas(alpha_rng))
+
+    # Initialisation runs once. The softmax supernets compile it without XLA's optimisation passes
+    # (hundreds of random initialisers: 43 s at C=8, 5 cells, grouped; 102 s run eagerly). The
+    # switch-based ones (GDAS, the sampling strategies) have the per-edge layout, whose init takes
+    # 80+ s to compile but 15 s to run eagerly.
+    init = init_fn if getattr(space, "mixing", "softmax") != "softmax" else jax.jit(init_fn,
+                                                                                   compiler_options=FAST_COMPILE)
     return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt, costs, forward)
 
 
@@ -307,16 +313,16 @@ def _derive_context(config, setup, net, mesh, train_data, search_val, mean, std)
             out.append(totals[:-1] / totals[-1])
         return np.concatenate(out)[:n]
 
-    fresh_step = None
+    fresh_step = initial = None
 
     def train_fresh(path, steps):
-        nonlocal fresh_step
+        nonlocal fresh_step, initial
         if fresh_step is None:
+            initial = setup.init()
             constant = lambda count: config.lr  # noqa: E731
             step_fn = make_sampled_step(net, constant, config, lambda alphas, key: alphas, None, DATA_AXIS)[0]
             fresh_step = data_parallel(step_fn, mesh)
-        state = setup.init()
-        state = replicate(state.replace(alphas=path, alpha_opt_state=setup.alpha_opt.init(path)), mesh)
+        state = replicate(initial.replace(alphas=path, alpha_opt_state=setup.alpha_opt.init(path)), mesh)
         for s in range(steps):  # the first batches of search-train, the same for every candidate
             epoch, i = divmod(s, train_data.steps_per_epoch)
             state, _ = fresh_step(state, (host_batch(train_data.batch(epoch, i), mesh),),
