@@ -14,11 +14,14 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
 from jaxnas.compare import config as config_lib
-from jaxnas.describe import DATASETS, describe
+from jaxnas.counting import count_params
+from jaxnas.data.pipeline import image_shape_and_classes
+from jaxnas.describe import resolve_architecture
 from jaxnas.search import loop as search_loop
 from jaxnas.spaces.base import get_space
 from jaxnas.train import loop as train_loop
@@ -31,12 +34,21 @@ def _metrics(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _params(space_name: str, search_workdir: str, train: ml_collections.ConfigDict, dataset: str) -> int | None:
-    """Parameters of the derived architecture's discrete network (the training run's channels and
-    layers; DARTS and NB201 spaces), as `python -m jaxnas.describe` counts them."""
-    if space_name not in ("darts", "nb201") or dataset not in DATASETS:
+def _params(space: Any, search_workdir: str, train: ml_collections.ConfigDict, image_shape: tuple,
+            num_classes: int) -> int | None:
+    """Parameters of the derived architecture's discrete network: for DARTS genotypes the network
+    `jaxnas.train` builds with `train`'s settings, for NB201 cells the search space's own network."""
+    if space.name not in ("darts", "nb201"):
         return None
-    return describe(arch=search_workdir, dataset=dataset, channels=train.channels, layers=train.layers)["params"]
+    arch = resolve_architecture(search_workdir)
+    if space.name == "darts":
+        net = train_loop.build_network(train, arch, num_classes)
+        args = ()
+    else:
+        net, args = space.network(arch, num_classes), (None,)
+    x = jnp.zeros((1, *image_shape))
+    variables = jax.eval_shape(lambda: net.init(jax.random.key(0), x, *args, train=False))
+    return count_params(variables["params"])
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
@@ -46,7 +58,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
     rows = []
     for name in config_lib.strategy_names(config):
         search = config_lib.strategy_config(config, name)
-        get_space(search.space, **search_loop.config_lib.space_options(search))  # fail before any search runs
+        space = get_space(search.space, **search_loop.config_lib.space_options(search))
         logging.info("comparison: %s", name)
         out = os.path.join(workdir, name)
         result = search_loop.run(search, out)
@@ -57,7 +69,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
         with open(os.path.join(out, "genotype.json")) as f:
             genotype = json.load(f)
         row = {"strategy": name, "search_val_acc": metrics[-1]["val_acc"],
-               "params": _params(search.space, out, config.train, search.dataset),
+               "params": _params(space, out, config.train, *image_shape_and_classes(search.dataset, search.data_dir)),
                "search_seconds": sum(m["seconds"] for m in metrics), "test_acc": None, "genotype": genotype}
         if config.train_epochs:
             train = config.train.copy_and_resolve_references()
