@@ -324,9 +324,8 @@ def _derive_context(config, setup, net, mesh, train_data, search_val, mean, std)
             fresh_step = data_parallel(step_fn, mesh)
         state = replicate(initial.replace(alphas=path, alpha_opt_state=setup.alpha_opt.init(path)), mesh)
         for s in range(steps):  # the first batches of search-train, the same for every candidate
-            epoch, i = divmod(s, train_data.steps_per_epoch)
-            state, _ = fresh_step(state, (host_batch(train_data.batch(epoch, i), mesh),),
-                                  host_batch(train_data.batch(epoch, i), mesh))
+            batch = host_batch(train_data.batch(*divmod(s, train_data.steps_per_epoch)), mesh)
+            state, _ = fresh_step(state, (batch,), batch)  # the second batch feeds only a logged metric
         return state
 
     return DeriveContext(score, train_fresh)

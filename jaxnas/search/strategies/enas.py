@@ -20,7 +20,6 @@ import optax
 from jaxnas.parallel import cross_device_mean
 from jaxnas.search import controller as ctl
 from jaxnas.search import cost as cost_lib
-from jaxnas.search.state import alpha_optimizer
 from jaxnas.search.strategies.sampled import SampledStrategy
 
 
@@ -50,9 +49,8 @@ class EnasStrategy(SampledStrategy):
         controller = controller_of(config, space)
         return lambda alphas, key: controller.apply({"params": alphas["controller"]}, key=key)[0]
 
-    def alpha_update(self, config, space, net, axis_name, image_shape):
+    def alpha_update(self, config, space, net, axis_name, image_shape, optimizer):
         controller = controller_of(config, space)
-        optimizer = alpha_optimizer(config.alpha_lr, config.alpha_b1, config.alpha_b2, config.alpha_weight_decay)
         costs = None
         if config.enas_reward_cost:
             # Parameter tables of the supernet's cells, counted once when the step is built.

@@ -80,9 +80,9 @@ class SampledStrategy(Strategy):
         decisions = space.decisions()
         return lambda alphas, key: sample_uniform(decisions, key)
 
-    def alpha_update(self, config, space, net, axis_name, image_shape):
+    def alpha_update(self, config, space, net, axis_name, image_shape, optimizer):
         """update(params, batch_stats, α, α-optimizer state, key, val batch) -> (α, state, metrics),
-        or None when the strategy has no parameters of its own."""
+        stepping `optimizer`, or None when the strategy has no parameters of its own."""
         return None
 
     def draw_many(self, config, space) -> Callable[[Any, jax.Array], jax.Array]:
@@ -105,15 +105,18 @@ class SampledStrategy(Strategy):
 
     def make_step(self, config, space, net, schedule, axis_name, image_shape):
         draw = self.draw(config, space)
-        return make_sampled_step(net, schedule, config, lambda alphas, key: space.path(draw(alphas, key)),
-                                 self.alpha_update(config, space, net, axis_name, image_shape), axis_name)
+        alpha_opt = alpha_optimizer(config.alpha_lr, config.alpha_b1, config.alpha_b2, config.alpha_weight_decay)
+        update = self.alpha_update(config, space, net, axis_name, image_shape, alpha_opt)
+        return make_sampled_step(net, schedule, config, lambda alphas, key: space.path(draw(alphas, key)), update,
+                                 axis_name, alpha_opt)
 
 
-def make_sampled_step(net, schedule, config, draw_path, alpha_update, axis_name):
+def make_sampled_step(net, schedule, config, draw_path, alpha_update, axis_name, alpha_opt=None):
     """(step, weight optimizer, α optimizer): a weight step on the path `draw_path(α, key)`, then the
     strategy's own update (if any) on the search-val batch."""
     weight_opt = weight_optimizer(schedule, config.momentum, config.weight_decay, config.clip_norm)
-    alpha_opt = alpha_optimizer(config.alpha_lr, config.alpha_b1, config.alpha_b2, config.alpha_weight_decay)
+    if alpha_opt is None:
+        alpha_opt = alpha_optimizer(config.alpha_lr, config.alpha_b1, config.alpha_b2, config.alpha_weight_decay)
 
     def mean(x):
         return cross_device_mean(x, axis_name)
