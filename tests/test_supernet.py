@@ -35,7 +35,7 @@ def setup():
     alphas = jax.tree.map(lambda a: (300 * a).astype(jnp.float64), init_alphas(jax.random.key(1)))  # far from uniform
     ref = DartsSupernet(C, LAYERS, 10, impl="reference")
     fast = DartsSupernet(C, LAYERS, 10, impl="grouped")
-    v_ref = jax.jit(lambda: ref.init(jax.random.key(0), x, alphas, train=False), compiler_options=FAST_COMPILE)()
+    v_ref = ref.init(jax.random.key(0), x, alphas, train=False)  # eager: seconds; jitted: a minute of compile
     v_ref = jax.tree.map(lambda t: t.astype(jnp.float64), v_ref)
     return x, y, alphas, ref, fast, v_ref, grouped_variables_from_reference(v_ref)
 
