@@ -24,6 +24,7 @@ def test_bench_reports_a_search_step_of_the_overridden_config():
     assert abs(out["images_per_second"] - 4 / out["step_seconds"]) < 0.05 * out["images_per_second"]
     assert out["peak_memory_mb"] > 100
     assert 0 < out["step_memory_mb"] < out["peak_memory_mb"]  # the step's buffers, without the compiler
+    assert out["hlo_fusions"] > 10  # the kernels XLA generated for the step
 
 
 def test_bench_bad_input_is_one_line():
