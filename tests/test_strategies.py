@@ -13,7 +13,7 @@ import pytest
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from jaxnas.compilation import FAST_COMPILE
-from jaxnas.nn.gdas import SearchCellGDAS, argmax_hard, gumbel_hard
+from jaxnas.nn.gdas import GumbelEdge, SearchCellGDAS, argmax_hard, gumbel_hard
 from jaxnas.nn.network import NetworkCIFAR
 from jaxnas.nn.ops import ReLUConvBN
 from jaxnas.nn.partial import channel_shuffle
@@ -171,6 +171,32 @@ def test_gdas_alpha_gradient_is_nonzero_through_the_straight_through_path():
 
     g = jax.jit(jax.grad(loss), compiler_options=FAST_COMPILE)(alpha)
     assert np.all(np.isfinite(g)) and np.all(np.abs(g).sum(-1) > 0)
+
+
+def test_switch_branch_formulation_equals_the_plain_edge():
+    """A GDAS edge built for speed inside `lax.switch` (matmul pointwise and shifted-slice depthwise
+    convs, each branch rematerialised) computes what the plain edge computes: output, BN statistics
+    and the gradients w.r.t. weights, input and h, whichever op is drawn (float64)."""
+    x = jax.random.normal(jax.random.key(0), (2, SIZE, SIZE, C), jnp.float64)
+    hard = jax.nn.one_hot(0, 8, dtype=jnp.float64)
+    plain, fast = (GumbelEdge(C, 1, fast=f) for f in (False, True))
+    v = jax.tree.map(lambda t: t.astype(jnp.float64),
+                     plain.init(jax.random.key(1), x, hard, jnp.asarray(0), False))
+
+    def run(edge, params, x, hard, index):
+        y, upd = edge.apply({"params": params, "batch_stats": v["batch_stats"]}, x, hard, index, True,
+                            mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(y)), upd["batch_stats"]
+
+    step = {e: jax.jit(jax.value_and_grad(functools.partial(run, e), (0, 1, 2), has_aux=True),
+                       compiler_options=FAST_COMPILE) for e in (plain, fast)}
+    for index in (1, 4, 7):  # max pool, a separable and a dilated conv
+        h = jax.nn.one_hot(index, 8, dtype=jnp.float64) * 0.7 + 0.3 / 8  # a soft h: its gradient matters
+        (want, want_stats), want_g = step[plain](v["params"], x, h, index)
+        (got, got_stats), got_g = step[fast](v["params"], x, h, index)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        for a, b in zip(jax.tree.leaves((got_stats, got_g)), jax.tree.leaves((want_stats, want_g))):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
 # --- PC-DARTS -----------------------------------------------------------------------------------

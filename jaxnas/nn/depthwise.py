@@ -6,6 +6,7 @@ GDAS's sampled cells (`DepthwiseConv` in `jaxnas.nn.ops`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import jax
@@ -35,25 +36,45 @@ def _shifted_sum(x: Array, kernel: Array, stride: int, padding: int, dilation: i
     return out
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def depthwise(x: Array, kernel: Array, stride: int, padding: int, dilation: int) -> Array:
+def _with_kernel_tangent(kernel_tangent: Callable, doc: str) -> Callable:
+    """A depthwise conv (shifted slices) whose JVP computes the kernel tangent with `kernel_tangent`.
+
+    A custom JVP (not VJP) keeps forward-over-reverse Hessian-vector products working.
+    """
+
+    @partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+    def conv(x: Array, kernel: Array, stride: int, padding: int, dilation: int) -> Array:
+        return _shifted_sum(x, kernel.astype(x.dtype), stride, padding, dilation)
+
+    @conv.defjvp
+    def _jvp(stride, padding, dilation, primals, tangents):
+        x, kernel = primals
+        dx, dk = tangents
+        y = conv(x, kernel, stride, padding, dilation)
+        t = _shifted_sum(dx, kernel.astype(x.dtype), stride, padding, dilation)
+        return y, t + kernel_tangent(x, dk, stride, padding, dilation)
+
+    conv.__doc__ = doc
+    return conv
+
+
+depthwise = _with_kernel_tangent(
+    lambda x, dk, *conv_args: depthwise_conv(x, dk, *conv_args),
     """Per-edge depthwise conv: x (N, H, W, k, C), kernel (k, K, K, 1, C) -> (N, H', W', k, C).
 
     Forward and the input tangent use shifted slices; the kernel tangent uses XLA's grouped
-    convolution, whose transpose (the kernel gradient) is the fastest formulation measured.
-    A custom JVP (not VJP) keeps forward-over-reverse Hessian-vector products working.
-    """
-    return _shifted_sum(x, kernel.astype(x.dtype), stride, padding, dilation)
+    convolution, whose transpose (the kernel gradient) is the fastest formulation measured in the
+    grouped supernet's step.""",
+)
 
+depthwise_in_branch = _with_kernel_tangent(
+    lambda x, dk, *conv_args: _shifted_sum(x, dk.astype(x.dtype), *conv_args),
+    """`depthwise` for ops that run inside `lax.switch` branches (GDAS's sampled cells).
 
-@depthwise.defjvp
-def _depthwise_jvp(stride, padding, dilation, primals, tangents):
-    x, kernel = primals
-    dx, dk = tangents
-    y = depthwise(x, kernel, stride, padding, dilation)
-    t = _shifted_sum(dx, kernel.astype(x.dtype), stride, padding, dilation)
-    t = t + depthwise_conv(x, dk, stride, padding, dilation)
-    return y, t
+    Inside a conditional XLA:CPU lowers the grouped convolution's kernel gradient as a dense
+    convolution in a slow layout; here the kernel tangent is a shifted sum too, so its transpose
+    is K² per-channel reductions (measured 2× faster on a GDAS cell's backward pass).""",
+)
 
 
 def depthwise_conv(x: Array, kernel: Array, stride: int, padding: int, dilation: int) -> Array:

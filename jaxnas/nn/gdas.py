@@ -46,7 +46,9 @@ class GumbelEdge(nn.Module):
     C: int
     stride: int
     axis_name: str | None = None
-    fast: bool = True  # depthwise convs as shifted slices (faster steps, slower compiles on XLA:CPU)
+    # The switch-branch formulation (`darts_op(fast=True)`, branches rematerialised): faster steps,
+    # slower compiles on XLA:CPU than XLA's own convolutions.
+    fast: bool = True
 
     @nn.compact
     def __call__(self, x: Array, hard: Array, index: Array, train: bool) -> Array:
@@ -60,7 +62,7 @@ class GumbelEdge(nn.Module):
 
             return run
 
-        y = run_one(self, index, [branch(name) for name in PRIMITIVES], x)
+        y = run_one(self, index, [branch(name) for name in PRIMITIVES], x, remat=self.fast)
         return y * hard[index] + (jnp.sum(hard) - hard[index]).astype(y.dtype)
 
 

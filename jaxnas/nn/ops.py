@@ -122,8 +122,8 @@ class ReLUConvBN(nn.Module):
 
 class DepthwiseConv(nn.Module):
     """Bias-free depthwise conv with `nn.Conv`'s parameter (`kernel`, (K, K, 1, C)) computed as
-    shifted slices (`jaxnas.nn.depthwise`), which XLA:CPU runs several times faster than its
-    grouped convolution; same numbers, same init."""
+    shifted slices with a shifted-slice kernel gradient (`jaxnas.nn.depthwise.depthwise_in_branch`):
+    what XLA:CPU runs fastest inside `lax.switch` branches; same numbers, same init."""
 
     kernel: int
     stride: int = 1
@@ -132,16 +132,35 @@ class DepthwiseConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        from jaxnas.nn.depthwise import depthwise
+        from jaxnas.nn.depthwise import depthwise_in_branch
 
         k = self.param("kernel", torch_default_init, (self.kernel, self.kernel, 1, x.shape[-1]))
-        y = depthwise(x[:, :, :, None, :], k[None], self.stride, self.padding, self.dilation)
+        y = depthwise_in_branch(x[:, :, :, None, :], k[None], self.stride, self.padding, self.dilation)
         return y[:, :, :, 0, :]
+
+
+class Pointwise(nn.Module):
+    """Bias-free 1×1 conv as a matmul, with `nn.Conv`'s parameter (`kernel`, (1, 1, C, D)).
+
+    Inside `lax.switch` branches XLA:CPU leaves convolutions as slow feature-major Eigen
+    convolutions; a dot is fast there. Same numbers, same init."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        k = self.param("kernel", torch_default_init, (1, 1, x.shape[-1], self.features))
+        return jnp.einsum("nhwc,cd->nhwd", x, k[0, 0].astype(x.dtype))
+
+
+def pointwise_conv(features: int, fast: bool, name: str) -> nn.Module:
+    """The pointwise conv of the separable/dilated ops: `nn.Conv`, or a matmul (`fast`)."""
+    return Pointwise(features, name=name) if fast else conv(features, 1, name=name)
 
 
 def depthwise_conv(c: int, kernel: int, stride: int, padding: int, dilation: int = 1, fast: bool = False,
                    name: str | None = None) -> nn.Module:
-    """The depthwise conv of the separable/dilated ops: XLA's grouped conv, or shifted slices."""
+    """The depthwise conv of the separable/dilated ops: XLA's grouped conv, or shifted slices (`fast`)."""
     if fast:
         return DepthwiseConv(kernel, stride, padding, dilation, name=name)
     return conv(c, kernel, stride, padding, dilation, groups=c, name=name)
@@ -157,14 +176,14 @@ class DilConv(nn.Module):
     dilation: int
     affine: bool = True
     axis_name: str | None = None
-    fast: bool = False  # depthwise conv as shifted slices (same parameters and numbers)
+    fast: bool = False  # the switch-branch formulation: shifted-slice depthwise, matmul pointwise
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         c_in = x.shape[-1]
         x = nn.relu(x)
         x = depthwise_conv(c_in, self.kernel, self.stride, self.padding, self.dilation, self.fast, name="dw")(x)
-        x = conv(self.features, 1, name="pw")(x)
+        x = pointwise_conv(self.features, self.fast, name="pw")(x)
         return BatchNorm(self.affine, axis_name=self.axis_name, name="bn")(x, train)
 
 
@@ -177,18 +196,18 @@ class SepConv(nn.Module):
     padding: int
     affine: bool = True
     axis_name: str | None = None
-    fast: bool = False  # depthwise convs as shifted slices (same parameters and numbers)
+    fast: bool = False  # the switch-branch formulation: shifted-slice depthwise, matmul pointwise
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         c_in = x.shape[-1]
         x = nn.relu(x)
         x = depthwise_conv(c_in, self.kernel, self.stride, self.padding, 1, self.fast, name="dw1")(x)
-        x = conv(c_in, 1, name="pw1")(x)
+        x = pointwise_conv(c_in, self.fast, name="pw1")(x)
         x = BatchNorm(self.affine, axis_name=self.axis_name, name="bn1")(x, train)
         x = nn.relu(x)
         x = depthwise_conv(c_in, self.kernel, 1, self.padding, 1, self.fast, name="dw2")(x)
-        x = conv(self.features, 1, name="pw2")(x)
+        x = pointwise_conv(self.features, self.fast, name="pw2")(x)
         return BatchNorm(self.affine, axis_name=self.axis_name, name="bn2")(x, train)
 
 
@@ -251,7 +270,8 @@ def darts_op(
     fast: bool = False,
 ) -> nn.Module:
     """Build one DARTS primitive by name (the op set of the paper's search space); `fast` computes
-    depthwise convs as shifted slices (same parameters and numbers; faster on XLA:CPU)."""
+    depthwise convs as shifted slices and pointwise convs as matmuls (same parameters and numbers;
+    what XLA:CPU runs fastest inside the `lax.switch` branches of sampled cells)."""
     module_name = module_name or name
     kw = dict(affine=affine, axis_name=axis_name, name=module_name)
     conv_kw = dict(kw, fast=fast)

@@ -151,8 +151,9 @@ class DartsSupernet(nn.Module):
     `edge_normalization`, which reads α's `normal_edges`/`reduce_edges` entries);
     `mixing='gumbel'` is GDAS: in training each edge runs one op drawn from the Gumbel-softmax of α
     at temperature `tau` (rng stream `'gumbel'`), in evaluation each edge's strongest op; its
-    parameters have the reference layout, and `impl='grouped'` computes its depthwise convs as
-    shifted slices (`impl='reference'`: XLA's grouped convolution; same numbers).
+    parameters have the reference layout, and `impl='grouped'` builds its ops for `lax.switch`
+    branches on XLA:CPU: shifted-slice depthwise and matmul pointwise convs, each branch
+    rematerialised (`impl='reference'`: XLA's convolutions, stored activations; same numbers).
     `mixing='path'` runs GDAS's cell on a given path: α is one-hot per edge (`none` on the edges a
     sampled cell does not use), as ENAS and random search draw it.
     """

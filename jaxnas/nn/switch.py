@@ -13,8 +13,15 @@ import jax
 import jax.numpy as jnp
 
 
-def run_one(module: nn.Module, index: jax.Array, branches: Sequence[Callable], *args) -> jax.Array:
-    """branches[index](module, *args); each branch builds its submodules under `module` by name."""
+def run_one(module: nn.Module, index: jax.Array, branches: Sequence[Callable], *args,
+            remat: bool = False) -> jax.Array:
+    """branches[index](module, *args); each branch builds its submodules under `module` by name.
+
+    `remat` recomputes the taken branch in the backward pass instead of storing its activations.
+    A conditional returns the residuals of every branch (JAX merges them by type and fills the
+    ones the taken branch lacks), so with many-op branches storing costs more than recomputing:
+    measured 2× faster for GDAS's cells on XLA:CPU.
+    """
     if module.is_initializing():
         return jnp.stack([branch(module, *args) for branch in branches])[index]
-    return nn.switch(index, list(branches), module, *args)
+    return nn.switch(index, [nn.remat(b) for b in branches] if remat else list(branches), module, *args)
