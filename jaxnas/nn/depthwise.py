@@ -1,7 +1,8 @@
 """Depthwise convolution that XLA:CPU runs fast: a sum of shifted slices, with a custom JVP.
 
-Used by the fast supernet's stacked edges (`jaxnas.nn.grouped`) and, with one edge, by the ops of
-GDAS's sampled cells (`DepthwiseConv` in `jaxnas.nn.ops`).
+`depthwise` is used by the fast supernet's stacked edges (`jaxnas.nn.grouped`);
+`depthwise_in_branch`, with one edge, by the ops of GDAS's sampled cells (`DepthwiseConv` in
+`jaxnas.nn.ops`), which run inside `lax.switch` branches.
 """
 
 from __future__ import annotations
@@ -36,6 +37,23 @@ def _shifted_sum(x: Array, kernel: Array, stride: int, padding: int, dilation: i
     return out
 
 
+def depthwise_conv(x: Array, kernel: Array, stride: int, padding: int, dilation: int) -> Array:
+    """Per-edge depthwise conv: x (N, H, W, k, C), kernel (k, K, K, 1, C) -> (N, H', W', k, C)."""
+    n, h, w, k, c = x.shape
+    ks = kernel.shape[1]
+    rhs = jnp.transpose(kernel, (1, 2, 3, 0, 4)).reshape(ks, ks, 1, k * c)
+    y = lax.conv_general_dilated(
+        x.reshape(n, h, w, k * c),
+        rhs.astype(x.dtype),
+        (stride, stride),
+        [(padding, padding)] * 2,
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=k * c,
+    )
+    return y.reshape(y.shape[:3] + (k, c))
+
+
 def _with_kernel_tangent(kernel_tangent: Callable, doc: str) -> Callable:
     """A depthwise conv (shifted slices) whose JVP computes the kernel tangent with `kernel_tangent`.
 
@@ -52,14 +70,14 @@ def _with_kernel_tangent(kernel_tangent: Callable, doc: str) -> Callable:
         dx, dk = tangents
         y = conv(x, kernel, stride, padding, dilation)
         t = _shifted_sum(dx, kernel.astype(x.dtype), stride, padding, dilation)
-        return y, t + kernel_tangent(x, dk, stride, padding, dilation)
+        return y, t + kernel_tangent(x, dk.astype(x.dtype), stride, padding, dilation)
 
     conv.__doc__ = doc
     return conv
 
 
 depthwise = _with_kernel_tangent(
-    lambda x, dk, *conv_args: depthwise_conv(x, dk, *conv_args),
+    depthwise_conv,
     """Per-edge depthwise conv: x (N, H, W, k, C), kernel (k, K, K, 1, C) -> (N, H', W', k, C).
 
     Forward and the input tangent use shifted slices; the kernel tangent uses XLA's grouped
@@ -68,27 +86,10 @@ depthwise = _with_kernel_tangent(
 )
 
 depthwise_in_branch = _with_kernel_tangent(
-    lambda x, dk, *conv_args: _shifted_sum(x, dk.astype(x.dtype), *conv_args),
+    _shifted_sum,
     """`depthwise` for ops that run inside `lax.switch` branches (GDAS's sampled cells).
 
     Inside a conditional XLA:CPU lowers the grouped convolution's kernel gradient as a dense
     convolution in a slow layout; here the kernel tangent is a shifted sum too, so its transpose
     is K² per-channel reductions (measured 2× faster on a GDAS cell's backward pass).""",
 )
-
-
-def depthwise_conv(x: Array, kernel: Array, stride: int, padding: int, dilation: int) -> Array:
-    """Per-edge depthwise conv: x (N, H, W, k, C), kernel (k, K, K, 1, C) -> (N, H', W', k, C)."""
-    n, h, w, k, c = x.shape
-    ks = kernel.shape[1]
-    rhs = jnp.transpose(kernel, (1, 2, 3, 0, 4)).reshape(ks, ks, 1, k * c)
-    y = lax.conv_general_dilated(
-        x.reshape(n, h, w, k * c),
-        rhs.astype(x.dtype),
-        (stride, stride),
-        [(padding, padding)] * 2,
-        rhs_dilation=(dilation, dilation),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=k * c,
-    )
-    return y.reshape(y.shape[:3] + (k, c))
