@@ -199,6 +199,36 @@ def test_switch_branch_formulation_equals_the_plain_edge():
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("reduction, reduction_prev", [(False, True), (True, False)])
+def test_scanned_gdas_cell_equals_the_unrolled_cell(reduction, reduction_prev):
+    """The cell's two scans over edges (one compiled edge per scan) compute what the unrolled loop
+    of 14 edges computes: output, every edge's BN statistics, and the gradients w.r.t. the weights
+    and α through the straight-through draw (float64; a normal and a reduction cell)."""
+    size0 = 2 * SIZE if reduction_prev else SIZE  # after a reduction, s0 is at twice s1's resolution
+    s0 = jax.random.normal(jax.random.key(0), (2, size0, size0, 3 * C), jnp.float64)
+    s1 = jax.random.normal(jax.random.key(1), (2, SIZE, SIZE, 3 * C), jnp.float64)
+    alpha = jax.random.normal(jax.random.key(2), (darts.NUM_EDGES, 8), jnp.float64)
+    unrolled, scanned = (SearchCellGDAS(C, reduction, reduction_prev, fast=False, scan_edges=s) for s in (False, True))
+    v = jax.tree.map(lambda t: t.astype(jnp.float64),
+                     unrolled.init(jax.random.key(3), s0, s1, argmax_hard(alpha), False))
+
+    def run(cell, params, a):
+        out, upd = cell.apply({"params": params, "batch_stats": v["batch_stats"]}, s0, s1,
+                              gumbel_hard(a, jax.random.key(4), 1.0), True, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(out)), (out, upd["batch_stats"])
+
+    results = [jax.jit(jax.value_and_grad(functools.partial(run, cell), (0, 1), has_aux=True),
+                       compiler_options=FAST_COMPILE)(v["params"], alpha) for cell in (unrolled, scanned)]
+    (_, (want, want_stats)), want_g = results[0]
+    (_, (got, got_stats)), got_g = results[1]
+    assert got.shape == want.shape == (2, SIZE // (2 if reduction else 1), SIZE // (2 if reduction else 1), 4 * C)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert jax.tree.structure(got_stats) == jax.tree.structure(want_stats)
+    for a, b in zip(jax.tree.leaves((got_stats, got_g)), jax.tree.leaves((want_stats, want_g))):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert np.abs(got_g[1]).sum() > 0
+
+
 # --- PC-DARTS -----------------------------------------------------------------------------------
 
 
