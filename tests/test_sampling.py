@@ -4,6 +4,7 @@ paths, the one-hot path supernets, ENAS's controller and REINFORCE, PNAS's progr
 The end-to-end runs (4 devices, exact resume) are in test_search_run.
 """
 
+import functools
 import itertools
 import math
 
@@ -17,6 +18,7 @@ import pytest
 import scipy.stats
 
 from jaxnas.compilation import FAST_COMPILE
+from jaxnas.nn.nb201 import NB201Cell
 from jaxnas.search import config as config_lib
 from jaxnas.search import controller as ctl
 from jaxnas.search import pnas
@@ -86,6 +88,32 @@ def test_path_supernet_equals_the_softmax_supernet_at_a_one_hot(name, options):
         np.testing.assert_allclose(apply_path(path), y_soft, rtol=1e-5, atol=1e-5)
         arch = path_space.arch_from_decisions(values)
         np.testing.assert_array_equal(path_space.decisions_of(arch), values)
+
+
+def test_scanned_nb201_path_cell_equals_the_unrolled_cell():
+    """The NB201 path cell's scan over its 6 edges (one compiled switch) computes what the unrolled
+    edges compute: output, every op's BN statistics and the weight gradients (float64)."""
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4), jnp.float64)
+    unrolled, scanned = (NB201Cell(4, path=True, scan_edges=s) for s in (False, True))
+    uniform = jnp.full((len(nb201.EDGES), len(nb201.OPS)), 1.0 / len(nb201.OPS), jnp.float64)
+    v = jax.tree.map(lambda t: t.astype(jnp.float64), unrolled.init(jax.random.key(1), x, uniform, False))
+    for seed in (2, 3):
+        path = jax.nn.one_hot(jax.random.randint(jax.random.key(seed), (len(nb201.EDGES),), 0, len(nb201.OPS)),
+                              len(nb201.OPS), dtype=jnp.float64)
+
+        def run(cell, params, path=path):
+            out, upd = cell.apply({"params": params, "batch_stats": v["batch_stats"]}, x, path, True,
+                                  mutable=["batch_stats"])
+            return jnp.sum(jnp.sin(out)), (out, upd["batch_stats"])
+
+        reference = jax.value_and_grad(functools.partial(run, unrolled), has_aux=True)  # eager
+        (_, (want, want_stats)), want_g = reference(v["params"])
+        (_, (got, got_stats)), got_g = jax.jit(jax.value_and_grad(functools.partial(run, scanned), has_aux=True),
+                                               compiler_options=FAST_COMPILE)(v["params"])
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        assert jax.tree.structure((got_stats, got_g)) == jax.tree.structure((want_stats, want_g))
+        for a, b in zip(jax.tree.leaves((got_stats, got_g)), jax.tree.leaves((want_stats, want_g))):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
 # --- ENAS's controller --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.nn.ops import BatchNorm, darts_op, preprocess
-from jaxnas.nn.switch import run_one
+from jaxnas.nn.switch import run_one, scan_edges
 from jaxnas.spaces.darts import PRIMITIVES, STEPS, edge_inputs
 
 Array = jax.Array
@@ -99,51 +99,28 @@ class SearchCellGDAS(nn.Module):
         return jnp.concatenate(states[2:], axis=-1)
 
     def _scanned(self, inputs: list[Array], hard: Array, index: Array, train: bool) -> Array:
-        """The same cell as two scans over edges, on the parameters of the unrolled layout.
+        """The same cell as two scans over edges (`scan_edges`), on the unrolled layout's variables.
 
-        The 8 edges leaving the cell inputs come first (they are independent, and only they
-        are strided in a reduction cell), then the 6 leaving intermediate nodes in DARTS order,
-        which reads each node only after all its incoming edges were added. Each node sums its
-        edges in the unrolled loop's order, so the results are the same to the last bit. Every
-        scan step runs one `GumbelEdge` as a pure function of that edge's slice of the stacked
-        `edge{e}` variables; the updated BN statistics are written back per edge.
+        The 8 edges leaving the cell inputs come first (they are independent, and only they are
+        strided in a reduction cell), then the 6 leaving intermediate nodes in DARTS order, which
+        reads each node only after all its incoming edges were added. Each node sums its edges
+        in the unrolled loop's order, so the results are the same to the last bit.
         """
         edges = edge_inputs(STEPS)
-        from_inputs = [e for e, (_, j) in enumerate(edges) if j < 2]
-        from_nodes = [e for e, (_, j) in enumerate(edges) if j >= 2]
-        update_stats = train and self.is_mutable_collection("batch_stats")
-        params = self.variables["params"]
-        stats = self.variables.get("batch_stats", {})
+        variables = self.variables
 
         def scan(group, stride, read, nodes):
-            edge = GumbelEdge(self.C, stride, self.axis_name, self.fast, parent=None)
-            stacked = {"params": _stack([params[f"edge{e}"] for e in group])}
-            if stats:
-                stacked["batch_stats"] = _stack([stats[f"edge{e}"] for e in group])
-            xs = (stacked, jnp.array([edges[e][1] for e in group]), jnp.array([edges[e][0] for e in group]),
-                  hard[jnp.array(group)], index[jnp.array(group)])
-
-            def body(nodes, x):
-                variables, source, target, h, i = x
-                out = edge.apply(variables, read(nodes, source), h, i, train,
-                                 mutable=["batch_stats"] if update_stats else False)
-                y, new = out if update_stats else (out, {})
-                return nodes.at[target].add(y), new.get("batch_stats")
-
-            nodes, new_stats = jax.lax.scan(body, nodes, xs)
-            if update_stats:
-                for slot, e in enumerate(group):
-                    self.put_variable("batch_stats", f"edge{e}", jax.tree.map(lambda a, s=slot: a[s], new_stats))
-            return nodes
+            return scan_edges(
+                self, GumbelEdge(self.C, stride, self.axis_name, self.fast, parent=None), group,
+                lambda col, e: variables[col][f"edge{e}"],
+                lambda e, stats: self.put_variable("batch_stats", f"edge{e}", stats),
+                read, [edges[e][1] for e in group], [edges[e][0] for e in group], nodes,
+                (hard[jnp.array(group)], index[jnp.array(group)]), train)
 
         cell_inputs = jnp.stack(inputs)
         stride = 2 if self.reduction else 1
         n, h, w, c = inputs[0].shape
         nodes = jnp.zeros((STEPS, n, (h - 1) // stride + 1, (w - 1) // stride + 1, c), inputs[0].dtype)
-        nodes = scan(from_inputs, stride, lambda _, j: cell_inputs[j], nodes)
-        nodes = scan(from_nodes, 1, lambda nodes, j: nodes[j - 2], nodes)
+        nodes = scan([e for e, (_, j) in enumerate(edges) if j < 2], stride, lambda _, j: cell_inputs[j], nodes)
+        nodes = scan([e for e, (_, j) in enumerate(edges) if j >= 2], 1, lambda nodes, j: nodes[j - 2], nodes)
         return jnp.concatenate(list(nodes), axis=-1)
-
-
-def _stack(trees: list) -> dict:
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from jaxnas.nn.network import dense
 from jaxnas.nn.ops import BatchNorm, Identity, Pool, ReLUConvBN, Zero, conv, torch_default_init
-from jaxnas.nn.switch import run_one
+from jaxnas.nn.switch import run_one, scan_edges
 from jaxnas.spaces.nb201 import EDGES, NODES, OPS, NB201Arch
 
 Array = jax.Array
@@ -53,17 +53,38 @@ def nb201_op(name: str, C: int, affine: bool, axis_name: str | None, module_name
     raise ValueError(f"unknown NB201 op {name!r}; valid ops: {', '.join(OPS)}")
 
 
+class PathEdge(nn.Module):
+    """One search edge that runs only op `index` (`lax.switch`); parameters named by op."""
+
+    C: int
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, index: Array, train: bool) -> Array:
+        def branch(op):
+            def run(module, x):
+                return nb201_op(op, self.C, False, self.axis_name, op)(x, train).astype(x.dtype)
+
+            return run
+
+        return run_one(self, index, [branch(op) for op in OPS], x)
+
+
 class NB201Cell(nn.Module):
     """A cell; with `arch` a discrete cell, without it a search cell mixing all ops by `weights`
-    (`path`: `weights` are one-hot and only each edge's chosen op runs)."""
+    (`path`: `weights` are one-hot and only each edge's chosen op runs; with `scan_edges` the 6
+    edges run as one `lax.scan`, so XLA compiles their switch once per cell instead of 6 times)."""
 
     C: int
     arch: NB201Arch | None = None
     axis_name: str | None = None
     path: bool = False
+    scan_edges: bool = True
 
     @nn.compact
     def __call__(self, x: Array, weights: Array | None, train: bool) -> Array:
+        if self.path and self.scan_edges and not self.is_initializing():
+            return self._scanned(x, weights, train)
         nodes = [x]
         for i in range(1, NODES):
             total = 0.0
@@ -81,6 +102,27 @@ class NB201Cell(nn.Module):
                         y = nb201_op(op, self.C, False, self.axis_name, f"edge{e}_{op}")(nodes[j], train)
                         total = total + weights[e, o] * y
             nodes.append(total)
+        return nodes[-1]
+
+    def _scanned(self, x: Array, weights: Array, train: bool) -> Array:
+        """The path cell as one scan over its edges, node by node (each node is read only once
+        all its incoming edges were added; same sums in the same order as the unrolled loop),
+        on the unrolled layout's variables (`edge{e}_{op}`)."""
+        order = [e for i in range(1, NODES) for e, (node, _) in enumerate(EDGES) if node == i]
+        variables = self.variables
+
+        def variables_of(col, e):
+            tree = variables[col]
+            return {op: tree[f"edge{e}_{op}"] for op in OPS if f"edge{e}_{op}" in tree}
+
+        def store_stats(e, stats):
+            for op, tree in stats.items():
+                self.put_variable("batch_stats", f"edge{e}_{op}", tree)
+
+        nodes = jnp.zeros((NODES, *x.shape), x.dtype).at[0].set(x)
+        nodes = scan_edges(self, PathEdge(self.C, self.axis_name, parent=None), order, variables_of, store_stats,
+                           lambda nodes, j: nodes[j], [EDGES[e][1] for e in order], [EDGES[e][0] for e in order],
+                           nodes, (jnp.argmax(weights[jnp.array(order)], axis=-1),), train)
         return nodes[-1]
 
     def _search_op(self, op: str, e: int, train: bool):
