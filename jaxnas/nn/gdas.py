@@ -15,8 +15,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnas.nn import switch
 from jaxnas.nn.ops import BatchNorm, darts_op, preprocess
-from jaxnas.nn.switch import run_one, scan_edges
+from jaxnas.nn.switch import run_one
 from jaxnas.spaces.darts import PRIMITIVES, STEPS, edge_inputs
 
 Array = jax.Array
@@ -110,7 +111,7 @@ class SearchCellGDAS(nn.Module):
         variables = self.variables
 
         def scan(group, stride, read, nodes):
-            return scan_edges(
+            return switch.scan_edges(
                 self, GumbelEdge(self.C, stride, self.axis_name, self.fast, parent=None), group,
                 lambda col, e: variables[col][f"edge{e}"],
                 lambda e, stats: self.put_variable("batch_stats", f"edge{e}", stats),

@@ -11,9 +11,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnas.nn import switch
 from jaxnas.nn.network import dense
 from jaxnas.nn.ops import BatchNorm, Identity, Pool, ReLUConvBN, Zero, conv, torch_default_init
-from jaxnas.nn.switch import run_one, scan_edges
+from jaxnas.nn.switch import run_one
 from jaxnas.spaces.nb201 import EDGES, NODES, OPS, NB201Arch
 
 Array = jax.Array
@@ -120,9 +121,10 @@ class NB201Cell(nn.Module):
                 self.put_variable("batch_stats", f"edge{e}_{op}", tree)
 
         nodes = jnp.zeros((NODES, *x.shape), x.dtype).at[0].set(x)
-        nodes = scan_edges(self, PathEdge(self.C, self.axis_name, parent=None), order, variables_of, store_stats,
-                           lambda nodes, j: nodes[j], [EDGES[e][1] for e in order], [EDGES[e][0] for e in order],
-                           nodes, (jnp.argmax(weights[jnp.array(order)], axis=-1),), train)
+        nodes = switch.scan_edges(
+            self, PathEdge(self.C, self.axis_name, parent=None), order, variables_of, store_stats,
+            lambda nodes, j: nodes[j], [EDGES[e][1] for e in order], [EDGES[e][0] for e in order], nodes,
+            (jnp.argmax(weights[jnp.array(order)], axis=-1),), train)
         return nodes[-1]
 
     def _search_op(self, op: str, e: int, train: bool):
