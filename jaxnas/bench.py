@@ -10,7 +10,8 @@ offline default's; `--config.key=value` overrides any key, as for `python -m jax
 data of the data set's image shape (read from TFDS metadata, nothing downloaded). Steps: `weight`
 (forward + backward + SGD-momentum update of the weights only), or a full search step
 (`jaxnas.search.step`: the α update from a hypergradient estimator, then the weight update); the
-default is the config's estimator. Times are medians after one warm-up call; compile time is
+default is the config's estimator. Times are medians after warm-up steps (1, or 50 where edges run
+behind a switch: GDAS and the sampling strategies, whose branches are slow the first time they run); compile time is
 `jit(...).lower(...).compile()` wall time; peak memory is the process's peak RSS (compiler
 included); step memory is XLA's buffer assignment for the step (what it needs on a device).
 """
@@ -58,8 +59,23 @@ def weight_step(net, opt, forward=None):
     return step
 
 
-def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int = 5, warmup: int = 1) -> dict:
-    """Compile and time one step of the search `config` on random data of its image shape."""
+# Untimed steps before timing by default. A supernet whose edges run one op behind `lax.switch`
+# (GDAS, the sampling strategies) is slow the first time each branch runs (XLA:CPU loads the
+# kernels lazily): one GDAS cell measured 76 ms over a few draws and 13 ms after 100.
+WARMUP_STEPS = 1
+SWITCH_WARMUP_STEPS = 50
+
+
+def default_warmup(config: ml_collections.ConfigDict) -> int:
+    """`SWITCH_WARMUP_STEPS` where the supernet's edges run behind a switch, else `WARMUP_STEPS`."""
+    mixing = get_strategy(config.strategy).space_options(config).get("mixing", "softmax")
+    return SWITCH_WARMUP_STEPS if mixing != "softmax" else WARMUP_STEPS
+
+
+def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int = 5,
+        warmup: int | None = None) -> dict:
+    """Compile and time one step of the search `config` on random data of its image shape;
+    `warmup` untimed steps first (default: `default_warmup(config)`)."""
     step = step or config.estimator
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; valid steps: {', '.join(STEPS)}")
@@ -70,6 +86,7 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     if step != "weight":
         config.estimator = step
     config_lib.validate(config, jax.device_count())
+    warmup = default_warmup(config) if warmup is None else warmup
     space = get_space(config.space, **config_lib.space_options(config))
     shape, num_classes = image_shape_and_classes(config.dataset, config.data_dir)
     batch_size = config.batch_size
@@ -110,6 +127,7 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
         "step_seconds": round(step_seconds, 5),
         "images_per_second": round(batch_size / step_seconds, 1),
         "timed_steps": repeats,
+        "warmup_steps": warmup,
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "step_memory_mb": step_memory,
         "hlo_fusions": kernels,
@@ -166,6 +184,7 @@ if __name__ == "__main__":
                                               lock_config=True)
     _STEP = flags.DEFINE_string("step", None, f"one of {', '.join(STEPS)} (default: the config's estimator)")
     _REPEATS = flags.DEFINE_integer("repeats", 5, "timed steps (the median is reported)")
-    _WARMUP = flags.DEFINE_integer("warmup", 1, "untimed steps after compiling")
+    _WARMUP = flags.DEFINE_integer("warmup", None, f"untimed steps after compiling (default: {WARMUP_STEPS}; "
+                                   f"{SWITCH_WARMUP_STEPS} for GDAS and the sampling strategies)")
     _JSON = flags.DEFINE_bool("json", False, "print one JSON line")
     app.run(main)

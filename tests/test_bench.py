@@ -21,6 +21,7 @@ def test_bench_reports_a_search_step_of_the_overridden_config():
     assert out["config"]["batch_size"] == 4 and out["config"]["step"] == "darts_fd"
     assert out["config"]["image_shape"] == [8, 8, 1]  # the offline digits
     assert out["compile_seconds"] > 0 and out["step_seconds"] > 0 and out["timed_steps"] == 2
+    assert out["warmup_steps"] == 0
     assert abs(out["images_per_second"] - 4 / out["step_seconds"]) < 0.05 * out["images_per_second"]
     assert out["peak_memory_mb"] > 100
     assert 0 < out["step_memory_mb"] < out["peak_memory_mb"]  # the step's buffers, without the compiler
@@ -33,3 +34,17 @@ def test_bench_bad_input_is_one_line():
     assert "error: unknown step 'third_order'; valid steps: weight, first_order, darts_fd" in r.stderr
     r = bench("--config.chanels=4")
     assert r.returncode == 2 and "unknown config key 'chanels'" in r.stderr and "channels" in r.stderr
+
+
+def test_switch_cells_warm_up_longer_by_default():
+    """Supernets whose edges run behind a switch (slow the first time each branch runs) get more
+    untimed steps unless `--warmup` is given."""
+    from jaxnas.bench import SWITCH_WARMUP_STEPS, WARMUP_STEPS, default_warmup
+    from jaxnas.search.config import get_config
+
+    assert SWITCH_WARMUP_STEPS > WARMUP_STEPS
+    for strategy, expected in [("darts", WARMUP_STEPS), ("pcdarts", WARMUP_STEPS), ("gdas", SWITCH_WARMUP_STEPS),
+                               ("random_ws", SWITCH_WARMUP_STEPS), ("enas", SWITCH_WARMUP_STEPS)]:
+        config = get_config()
+        config.strategy = strategy
+        assert default_warmup(config) == expected, strategy
