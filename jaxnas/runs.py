@@ -18,15 +18,20 @@ class NonFiniteError(RuntimeError):
     """Too many consecutive non-finite steps; the last good checkpoint is kept."""
 
 
-def check_workdir(workdir: str, config: ml_collections.ConfigDict, runtime_keys: tuple[str, ...] = ()) -> None:
+def check_workdir(workdir: str, config: ml_collections.ConfigDict, runtime_keys: tuple[str, ...] = (),
+                  defaults: ml_collections.ConfigDict | None = None) -> None:
     """Refuse a workdir that holds a run with a different config (names the differing keys);
-    `runtime_keys` only change how a run is watched or stored and may differ."""
+    `runtime_keys` only change how a run is watched or stored and may differ. A key the saved
+    config lacks (added to jaxnas after the run started) counts as its value in `defaults`, so
+    runs started by an older version still resume."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return
     with open(path) as f:
         saved = json.load(f)
     now = json.loads(config.to_json())
+    added = json.loads(defaults.to_json()) if defaults is not None else {}
+    saved = {**{k: v for k, v in added.items() if k not in saved}, **saved}
     diff = sorted(k for k in set(saved) | set(now) if k not in runtime_keys and saved.get(k) != now.get(k))
     if diff:
         shown = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff[:4])

@@ -355,3 +355,20 @@ def test_cifar10_search_through_mock_data(shared, tmp_path):
         record = loop.run(config, str(tmp_path / "c10"))
     assert record["epoch"] == 1 and record["step"] == 2  # 20 search-train images, batch 8
     assert os.path.exists(tmp_path / "c10" / "genotype.json")
+
+
+def test_a_run_saved_before_a_config_key_existed_still_resumes(tmp_path):
+    """A workdir whose config.json lacks a key added to jaxnas later (saved by an older version)
+    is accepted when the key has its default, and refused, naming the key, when it does not."""
+    from jaxnas.runs import check_workdir
+
+    config = get_config()
+    saved = json.loads(config.to_json())
+    del saved["compute_dtype"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    check_workdir(str(tmp_path), config, loop.RUNTIME_KEYS, defaults=get_config())
+    config.compute_dtype = "bfloat16"
+    with pytest.raises(ConfigError, match="compute_dtype: saved 'float32', now 'bfloat16'"):
+        check_workdir(str(tmp_path), config, loop.RUNTIME_KEYS, defaults=get_config())
+    with pytest.raises(ConfigError, match="compute_dtype: saved None"):  # without defaults: any new key differs
+        check_workdir(str(tmp_path), get_config(), loop.RUNTIME_KEYS)

@@ -11,6 +11,7 @@ from typing import Any
 
 import ml_collections
 
+from jaxnas.nn.precision import COMPUTE_DTYPES
 from jaxnas.search.cost import METRICS as COST_METRICS
 from jaxnas.search.hypergrad import ESTIMATORS
 from jaxnas.search.strategies import STRATEGIES, get_strategy
@@ -35,6 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.layers = 5  # cells (darts), cells per stage (nb201), layers (chain)
     c.impl = "grouped"  # darts supernet implementation
     c.remat = False  # darts: recompute cell activations in backward passes (less memory, more compute)
+    # "bfloat16": the supernet computes in bfloat16 (TPU/GPU); weights, α, BN statistics and optimizer
+    # states stay float32. Slower on XLA:CPU, where bfloat16 is emulated.
+    c.compute_dtype = "float32"
     # How to search.
     c.strategy = "darts"  # darts | gdas | pcdarts | random_ws | enas | pnas (jaxnas/search/strategies/)
     c.estimator = "first_order"  # one of ESTIMATORS
@@ -133,6 +137,11 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
                 raise ConfigError(f"{key} applies to the gradient strategies (darts, gdas, pcdarts); strategy "
                                   f"{config.strategy!r} has its own step (leave {key} at {default!r})")
     _choice(config, "impl", IMPLEMENTATIONS)
+    _choice(config, "compute_dtype", tuple(COMPUTE_DTYPES))
+    if config.compute_dtype != "float32" and config.estimator == "darts_fd":
+        raise ConfigError(f"estimator darts_fd needs compute_dtype float32: its finite difference (ε = "
+                          f"{config.fd_eps_scale}/‖∇‖) is below {config.compute_dtype}'s resolution; use first_order, "
+                          "unrolled or implicit")
     _choice(config, "implicit_method", IMPLICIT_METHODS)
     for key in ("epochs", "batch_size", "channels", "layers", "eval_batch_size", "unroll_steps", "keep_checkpoints",
                 "max_nonfinite_steps", "log_every_steps", "derive_samples"):

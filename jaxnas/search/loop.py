@@ -26,6 +26,7 @@ from jaxnas import viz
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
+from jaxnas.nn.precision import COMPUTE_DTYPES, ComputeDtype
 from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, data_parallel_sum, host_batch, replicate
 from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
 from jaxnas.search import config as config_lib
@@ -109,6 +110,8 @@ def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, ima
     `image_shape`; the schedules count `steps_per_epoch` steps per epoch)."""
     schedule = cosine_lr(config.lr, config.lr_min, config.epochs, steps_per_epoch)
     net = space.supernet(num_classes, axis_name=axis_name)
+    if config.compute_dtype != "float32":
+        net = ComputeDtype(net, COMPUTE_DTYPES[config.compute_dtype])
     strategy = get_strategy(config.strategy)
     costs = penalty = None
     if config.cost_weight > 0:
@@ -156,7 +159,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         raise ConfigError(str(e)) from None
     check_dataset(config.dataset, config.data_dir)
     workdir = os.path.abspath(os.path.expanduser(workdir))
-    check_workdir(workdir, config, RUNTIME_KEYS)
+    check_workdir(workdir, config, RUNTIME_KEYS, defaults=config_lib.get_config())
     writer_enabled = pid == 0
     if writer_enabled:
         for sub in ("genotypes", "alphas"):

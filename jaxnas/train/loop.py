@@ -90,7 +90,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     genotype = resolve_genotype(config.genotype)
     check_dataset(config.dataset, config.data_dir)
     workdir = os.path.abspath(os.path.expanduser(workdir))
-    check_workdir(workdir, config, config_lib.RUNTIME_KEYS)
+    check_workdir(workdir, config, config_lib.RUNTIME_KEYS, defaults=config_lib.get_config())
     writer_enabled = pid == 0
     if writer_enabled:
         os.makedirs(workdir, exist_ok=True)

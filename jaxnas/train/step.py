@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxnas.nn.precision import cast_floating
 from jaxnas.parallel import cross_device_mean
 from jaxnas.search.step import all_finite
 
@@ -62,10 +63,6 @@ def _cross_entropy(logits, labels, num_classes: int, smoothing: float):
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
 
 
-def _cast(tree, dtype):
-    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
-
-
 def make_train_step(net: nn.Module, opt, num_classes: int, auxiliary_weight: float = 0.0,
                     label_smoothing: float = 0.0, compute_dtype=jnp.float32, axis_name: str | None = None):
     """step(state, (x, y), drop_rate) -> (state, {train_loss, train_acc, finite})."""
@@ -78,12 +75,13 @@ def make_train_step(net: nn.Module, opt, num_classes: int, auxiliary_weight: flo
 
         def loss_fn(params):
             (logits, aux), upd = net.apply(
-                {"params": _cast(params, compute_dtype), "batch_stats": state.batch_stats}, x.astype(compute_dtype),
-                train=True, drop_rate=drop_rate, mutable=["batch_stats"], rngs={"dropout": drop_rng})
+                {"params": cast_floating(params, compute_dtype), "batch_stats": state.batch_stats},
+                x.astype(compute_dtype), train=True, drop_rate=drop_rate, mutable=["batch_stats"],
+                rngs={"dropout": drop_rng})
             loss = _cross_entropy(logits, y, num_classes, label_smoothing)
             if auxiliary_weight and aux is not None:
                 loss = loss + auxiliary_weight * _cross_entropy(aux, y, num_classes, label_smoothing)
-            return loss, (logits, _cast(upd["batch_stats"], jnp.float32))
+            return loss, (logits, cast_floating(upd["batch_stats"], jnp.float32))
 
         (loss, (logits, batch_stats)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         loss, g = cross_device_mean(loss, axis_name), cross_device_mean(g, axis_name)
@@ -103,7 +101,7 @@ def make_eval_totals(net: nn.Module, num_classes: int, compute_dtype=jnp.float32
     """totals(state, x, y, mask) -> [Σ loss, Σ correct, Σ count] over the batch (summed over devices)."""
 
     def totals(state: TrainState, x, y, mask):
-        logits, _ = net.apply({"params": _cast(state.params, compute_dtype), "batch_stats": state.batch_stats},
+        logits, _ = net.apply({"params": cast_floating(state.params, compute_dtype), "batch_stats": state.batch_stats},
                               x.astype(compute_dtype), train=False)
         logits = logits.astype(jnp.float32)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
