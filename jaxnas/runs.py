@@ -30,8 +30,7 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict, runtime_keys:
     with open(path) as f:
         saved = json.load(f)
     now = json.loads(config.to_json())
-    added = json.loads(defaults.to_json()) if defaults is not None else {}
-    saved = {**{k: v for k, v in added.items() if k not in saved}, **saved}
+    saved = {**(json.loads(defaults.to_json()) if defaults is not None else {}), **saved}
     diff = sorted(k for k in set(saved) | set(now) if k not in runtime_keys and saved.get(k) != now.get(k))
     if diff:
         shown = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff[:4])

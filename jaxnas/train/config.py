@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxnas.nn.precision import COMPUTE_DTYPES
 from jaxnas.search.config import ConfigError
 
 LR_SCHEDULES = ("cosine", "exponential")
-COMPUTE_DTYPES = ("float32", "bfloat16")
 NETWORKS = ("cifar", "imagenet")
 
 
@@ -68,7 +68,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
     if missing:
         raise ConfigError(f"config is missing key(s) {', '.join(missing)}; start from jaxnas.train.config.get_config()")
     _choice(config, "lr_schedule", LR_SCHEDULES)
-    _choice(config, "compute_dtype", COMPUTE_DTYPES)
+    _choice(config, "compute_dtype", tuple(COMPUTE_DTYPES))
     _choice(config, "network", NETWORKS)
     for key in ("epochs", "batch_size", "channels", "layers", "eval_batch_size", "keep_checkpoints",
                 "max_nonfinite_steps", "log_every_steps"):

@@ -23,6 +23,7 @@ from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_datase
 from jaxnas.data.streaming import StreamingBatcher, open_split, streaming_eval_batches
 from jaxnas.describe import resolve_architecture
 from jaxnas.nn.network import NetworkCIFAR, NetworkImageNet
+from jaxnas.nn.precision import COMPUTE_DTYPES
 from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, data_parallel_sum, host_batch, replicate
 from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
 from jaxnas.search.config import ConfigError
@@ -107,7 +108,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         raise DataError(f"batch_size {config.batch_size} is larger than the train split")
     total = spe * config.epochs
 
-    compute_dtype = jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
+    compute_dtype = COMPUTE_DTYPES[config.compute_dtype]
     schedule = lr_schedule(config.lr, config.lr_schedule, config.epochs, spe, config.lr_decay)
     opt = optimizer(schedule, config.momentum, config.weight_decay, config.clip_norm)
     net = build_network(config, genotype, num_classes, axis_name=DATA_AXIS)
