@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -21,16 +22,32 @@ from absl import logging
 
 
 def _is_key(x) -> bool:
-    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+    return isinstance(x, jax.Array | jax.ShapeDtypeStruct) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _key_data(x):
+    if isinstance(x, jax.ShapeDtypeStruct):  # an abstract target (`restore_or_init`)
+        data = jax.eval_shape(jax.random.key_data, x)
+        return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=x.sharding)
+    return jax.random.key_data(x)
+
+
+def _key_impl(target):
+    if isinstance(target, jax.Array):
+        return jax.random.key_impl(target)
+    default = jax.random.key(0)  # an abstract key: jaxnas makes its keys with the default implementation
+    if default.dtype != target.dtype:
+        raise ValueError(f"cannot restore a {target.dtype} key into an abstract target; pass a concrete one")
+    return jax.random.key_impl(default)
 
 
 def _unwrap_keys(tree):
     # Typed PRNG keys are stored as their raw key data (Orbax stores plain arrays).
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+    return jax.tree.map(lambda x: _key_data(x) if _is_key(x) else x, tree)
 
 
 def _rewrap_keys(restored, target):
-    return jax.tree.map(lambda r, t: jax.random.wrap_key_data(r, impl=jax.random.key_impl(t)) if _is_key(t) else r,
+    return jax.tree.map(lambda r, t: jax.random.wrap_key_data(r, impl=_key_impl(t)) if _is_key(t) else r,
                         restored, target)
 
 
@@ -79,6 +96,19 @@ class Checkpointer:
                 logging.warning("checkpoint %d failed to restore (%s: %s); moved to %s, trying the previous one",
                                 step, type(e).__name__, message, moved)
         return None
+
+    def restore_or_init(self, init: Callable[[], Any], place: Callable[[Any], Any],
+                        abstract: Callable[[], Any]) -> tuple[Any, dict | None]:
+        """(the newest good checkpoint's state, its record), or (`place(init())`, None) when none restores.
+
+        A resumed run restores into `abstract()` (the state's shapes, dtypes and shardings, e.g.
+        from `jax.eval_shape`) and so never runs `init`, which costs seconds to a minute on a CPU.
+        """
+        if self.steps():
+            restored = self.restore_latest(abstract())
+            if restored is not None:
+                return restored
+        return place(init()), None
 
     def _set_aside(self, step: int) -> str:
         src = os.path.join(self.directory, str(step))

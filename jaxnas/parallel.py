@@ -74,6 +74,12 @@ def replicate(tree, mesh: Mesh):
     return _global(tree, NamedSharding(mesh, P()))
 
 
+def replicated_shapes(fn, mesh: Mesh):
+    """What `replicate(fn(), mesh)` would be, as `jax.ShapeDtypeStruct`s; `fn` is traced, not run."""
+    sharding = NamedSharding(mesh, P())
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), jax.eval_shape(fn))
+
+
 def shard_batch(tree, mesh: Mesh):
     """Split a global batch (the same on every process) along its leading axis over `mesh`."""
     return _global(tree, NamedSharding(mesh, P(DATA_AXIS)))

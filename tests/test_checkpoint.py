@@ -10,7 +10,7 @@ import pytest
 from search_problem import build
 
 from jaxnas.checkpoint import Checkpointer
-from jaxnas.parallel import data_mesh, data_parallel, replicate, shard_batch
+from jaxnas.parallel import data_mesh, data_parallel, replicate, replicated_shapes, shard_batch
 
 
 def _leaves(state):
@@ -71,3 +71,41 @@ def test_damaged_and_empty_newest_checkpoints_fall_back(tmp_path, states):
 
 def test_nothing_to_restore_returns_none(tmp_path, states):
     assert Checkpointer(str(tmp_path / "empty")).restore_latest(states[0]) is None
+
+
+def test_restore_or_init_runs_init_only_when_nothing_restores(tmp_path, states):
+    """A resumed run restores into the state's abstract shape and never initialises; a fresh run,
+    or one whose every checkpoint is damaged, initialises."""
+    mesh = data_mesh(jax.devices()[:1])
+    calls = []
+
+    def init():
+        calls.append(1)
+        return jax.device_get(states[0])
+
+    def place(s):
+        return replicate(s, mesh)
+
+    def abstract():
+        return replicated_shapes(lambda: states[0], mesh)
+
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), keep=2)
+    state, record = ckpt.restore_or_init(init, place, abstract)
+    assert record is None and len(calls) == 1
+    _assert_same(state, states[0])
+
+    ckpt.save(2, states[2], {"step": 2})
+    state, record = ckpt.restore_or_init(init, place, abstract)
+    assert record == {"step": 2} and len(calls) == 1  # restored without initialising
+    _assert_same(state, states[2])
+    assert jax.dtypes.issubdtype(state.rng.dtype, jax.dtypes.prng_key)
+    assert isinstance(state.weight_opt_state[1][1][0], optax.TraceState)
+    assert state.params and jax.tree.leaves(state)[0].sharding == jax.tree.leaves(states[2])[0].sharding
+
+    for dirpath, _, files in os.walk(tmp_path / "ckpt" / "2"):  # damage the only checkpoint
+        for f in files:
+            with open(os.path.join(dirpath, f), "wb") as fh:
+                fh.write(b"garbage")
+    state, record = ckpt.restore_or_init(init, place, abstract)
+    assert record is None and len(calls) == 2
+    _assert_same(state, states[0])
