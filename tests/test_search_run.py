@@ -319,6 +319,9 @@ def test_enas_on_four_devices_equals_one_device(shared, tmp_path):
         assert m4[k] == pytest.approx(m1[k], rel=1e-4), k
 
 
+# The two-process tests (here and in test_search_step) run on one xdist worker, one after the other:
+# their coordinators' loopback ports must not meet (a port is picked free, then bound seconds later).
+@pytest.mark.xdist_group("multiprocess")
 def test_two_processes_equal_one_process(shared, tmp_path):
     """2 processes x 2 devices (jax.distributed over loopback) search like 1 process x 4 devices:
     each process feeds its own slice of every batch, Orbax saves from both, process 0 writes files."""
@@ -334,8 +337,8 @@ def test_two_processes_equal_one_process(shared, tmp_path):
         procs.append(subprocess.Popen(_cmd(shared, multi, *flags), env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
+    logs = "\n".join(f"--- process {i}:\n{err[-2000:]}" for i, (_, err) in enumerate(outs))
+    assert all(p.returncode == 0 for p in procs), logs  # both logs: one process's failure aborts the other
     assert "4 device(s) (cpu), 2 process(es)" in outs[0][1]
     _ok(_search(shared, single, *flags, devices=4))
     (a_multi, g_multi, m_multi), (a_one, g_one, m_one) = _outputs(multi), _outputs(single)

@@ -103,6 +103,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.xdist_group("multiprocess")  # never beside test_search_run's: see there
 def test_two_processes_equal_one_process(tmp_path):
     """2 processes x 2 CPU devices over loopback (jax.distributed + gloo) == 1 process x 4 devices."""
     env = dict(os.environ, PYTHONPATH=ROOT)
