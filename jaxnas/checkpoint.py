@@ -19,9 +19,6 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
-from jax.sharding import Mesh
-
-from jaxnas.parallel import replicate, replicated_shapes
 
 
 def _is_key(x) -> bool:
@@ -100,18 +97,18 @@ class Checkpointer:
                                 step, type(e).__name__, message, moved)
         return None
 
-    def restore_or_init(self, init: Callable[[], Any], mesh: Mesh) -> tuple[Any, dict | None]:
-        """(the newest good checkpoint's state, its record), or (`init()` replicated over `mesh`,
-        None) when none restores.
+    def restore_or_init(self, init: Callable[[], Any], place: Callable[[Any], Any],
+                        abstract: Callable[[], Any]) -> tuple[Any, dict | None]:
+        """(the newest good checkpoint's state, its record), or (`place(init())`, None) when none restores.
 
-        A resumed run restores into the state's abstract shape (`replicated_shapes`: traced, not
-        run) and so never runs `init`, which costs seconds to a minute on a CPU.
+        A resumed run restores into `abstract()` (the state's shapes, dtypes and shardings, e.g.
+        from `jax.eval_shape`) and so never runs `init`, which costs seconds to a minute on a CPU.
         """
         if self.steps():
-            restored = self.restore_latest(replicated_shapes(init, mesh))
+            restored = self.restore_latest(abstract())
             if restored is not None:
                 return restored
-        return replicate(init(), mesh), None
+        return place(init()), None
 
     def _set_aside(self, step: int) -> str:
         src = os.path.join(self.directory, str(step))

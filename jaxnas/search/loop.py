@@ -27,7 +27,15 @@ from jaxnas.checkpoint import Checkpointer
 from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
 from jaxnas.nn.precision import COMPUTE_DTYPES, ComputeDtype
-from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, data_parallel_sum, host_batch, replicate
+from jaxnas.parallel import (
+    DATA_AXIS,
+    data_mesh,
+    data_parallel,
+    data_parallel_sum,
+    host_batch,
+    replicate,
+    replicated_shapes,
+)
 from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
 from jaxnas.search import config as config_lib
 from jaxnas.search import cost as cost_lib
@@ -182,7 +190,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     step_metrics = STEP_METRICS + strategy.step_metrics
     mesh = data_mesh()
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
-    state, record = ckpt.restore_or_init(init, mesh)
+    state, record = ckpt.restore_or_init(init, lambda s: replicate(s, mesh), lambda: replicated_shapes(init, mesh))
     sums = EpochSums.empty(step_metrics)
     if record is not None:
         sums = EpochSums(**record["sums"])

@@ -24,7 +24,15 @@ from jaxnas.data.streaming import StreamingBatcher, open_split, streaming_eval_b
 from jaxnas.describe import resolve_architecture
 from jaxnas.nn.network import NetworkCIFAR, NetworkImageNet
 from jaxnas.nn.precision import COMPUTE_DTYPES
-from jaxnas.parallel import DATA_AXIS, data_mesh, data_parallel, data_parallel_sum, host_batch
+from jaxnas.parallel import (
+    DATA_AXIS,
+    data_mesh,
+    data_parallel,
+    data_parallel_sum,
+    host_batch,
+    replicate,
+    replicated_shapes,
+)
 from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
 from jaxnas.search.config import ConfigError
 from jaxnas.spaces.darts import Genotype
@@ -117,7 +125,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                       jax.random.key(config.seed), opt), compiler_options=FAST_COMPILE)
     mesh = data_mesh()
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
-    state, record = ckpt.restore_or_init(init, mesh)
+    state, record = ckpt.restore_or_init(init, lambda s: replicate(s, mesh), lambda: replicated_shapes(init, mesh))
     sums = EpochSums.empty(STEP_METRICS)
     if record is not None:
         sums = EpochSums(**record["sums"])
