@@ -38,20 +38,29 @@ def _shifted_sum(x: Array, kernel: Array, stride: int, padding: int, dilation: i
 
 
 def depthwise_conv(x: Array, kernel: Array, stride: int, padding: int, dilation: int) -> Array:
-    """Per-edge depthwise conv: x (N, H, W, k, C), kernel (k, K, K, 1, C) -> (N, H', W', k, C)."""
+    """Per-edge depthwise conv: x (N, H, W, k, C), kernel (k, K, K, 1, C) -> (N, H', W', k, C).
+
+    XLA's grouped convolution in a layout chosen for its transpose, the kernel gradient: with the
+    input as (C, H, W, N), the kernel as (I, K, K, O) and the output as (H', W', N, C), JAX's
+    transpose with respect to the kernel is a convolution already in XLA:CPU's canonical layout
+    (b01f_01io->b01f), which runs on its fast (Eigen) path even inside a `lax.scan` body, where
+    XLA does not canonicalise layouts itself. In the NHWC layout, inside a scan, it ran on XLA's
+    generic loop emitter: 8–30x slower (see the README).
+    """
     n, h, w, k, c = x.shape
     ks = kernel.shape[1]
-    rhs = jnp.transpose(kernel, (1, 2, 3, 0, 4)).reshape(ks, ks, 1, k * c)
+    lhs = jnp.transpose(x.reshape(n, h, w, k * c), (3, 1, 2, 0))  # (C, H, W, N)
+    rhs = jnp.transpose(kernel, (3, 1, 2, 0, 4)).reshape(1, ks, ks, k * c)  # (I, K, K, O)
     y = lax.conv_general_dilated(
-        x.reshape(n, h, w, k * c),
+        lhs,
         rhs.astype(x.dtype),
         (stride, stride),
         [(padding, padding)] * 2,
         rhs_dilation=(dilation, dilation),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        dimension_numbers=("CHWN", "IHWO", "HWNC"),
         feature_group_count=k * c,
     )
-    return y.reshape(y.shape[:3] + (k, c))
+    return jnp.transpose(y, (2, 0, 1, 3)).reshape(n, y.shape[0], y.shape[1], k, c)
 
 
 def per_edge_depthwise_conv(x: Array, kernel: Array, stride: int, padding: int, dilation: int) -> Array:
