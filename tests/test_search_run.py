@@ -208,7 +208,7 @@ def test_consecutive_nonfinite_steps_stop_with_a_clear_error(shared, tmp_path):
 def test_config_validation_names_valid_choices():
     config = get_config()
     config.impl = "fast"
-    with pytest.raises(ConfigError, match="unknown impl 'fast'; valid choices: grouped, reference"):
+    with pytest.raises(ConfigError, match="unknown impl 'fast'; valid choices: scanned, grouped, reference"):
         loop.config_lib.validate(config)
     config = get_config()
     with pytest.raises(ConfigError, match="batch_size 32 does not split over 3 devices"):

@@ -17,11 +17,13 @@ from jaxnas.nn.gdas import GumbelEdge, SearchCellGDAS, argmax_hard, gumbel_hard
 from jaxnas.nn.network import NetworkCIFAR
 from jaxnas.nn.ops import ReLUConvBN
 from jaxnas.nn.partial import channel_shuffle
+from jaxnas.nn.scanned import SearchCellScanned
 from jaxnas.nn.supernet import (
     MixedOp,
     SearchCellGrouped,
     SearchCellReference,
     grouped_variables_from_reference,
+    scanned_variables_from_reference,
 )
 from jaxnas.search import config as config_lib
 from jaxnas.search.config import ConfigError, get_config
@@ -301,16 +303,19 @@ def test_pc_cell_equals_its_parts(k, reduction, uniform):
         np.testing.assert_allclose(edge_w, [1 / (node + 2) for node, _ in darts.edge_inputs()], rtol=1e-6)
 
 
-def test_pc_grouped_cell_equals_reference_cell():
-    """The fast (grouped) PC cell equals the reference one on the same weights: output and the
-    gradient w.r.t. op weights and β̃ (float64)."""
+@pytest.mark.parametrize("impl", ["scanned", "grouped"])
+def test_pc_fast_cell_equals_reference_cell(impl):
+    """The fast (scanned, grouped) PC cells equal the reference one on the same weights: output and
+    the gradient w.r.t. op weights and β̃ (float64)."""
     s0, s1 = (jax.random.normal(jax.random.key(i), (2, SIZE, SIZE, 3 * C), jnp.float64) for i in (0, 1))
     weights = jax.nn.softmax(jax.random.normal(jax.random.key(2), (darts.NUM_EDGES, 8), jnp.float64), -1)
     edge_w = darts.edge_weights(jax.random.normal(jax.random.key(3), (darts.NUM_EDGES,), jnp.float64))
-    ref, fast = (cls(C, True, False, partial_channels=2) for cls in (SearchCellReference, SearchCellGrouped))
+    fast_cell, convert = {"scanned": (SearchCellScanned, scanned_variables_from_reference),
+                          "grouped": (SearchCellGrouped, grouped_variables_from_reference)}[impl]
+    ref, fast = (cls(C, True, False, partial_channels=2) for cls in (SearchCellReference, fast_cell))
     v = ref.init(jax.random.key(4), s0, s1, weights, True, edge_w)
     v = jax.tree.map(lambda t: t.astype(jnp.float64), v)
-    vg = grouped_variables_from_reference(v)
+    vg = convert(v)
 
     def out(cell, variables, w, ew):
         return jnp.sum(jnp.sin(cell.apply(variables, s0, s1, w, True, ew, mutable=["batch_stats"])[0]))

@@ -1,4 +1,4 @@
-"""The DARTS supernet: the grouped (fast) path against the per-edge reference, and its derivatives.
+"""The DARTS supernet: the fast paths (scanned, grouped) against the per-edge reference, and derivatives.
 
 Everything runs in float64 so that differences are real ones, not rounding. The fast network is
 compiled once per mode and shared between tests; the reference runs eagerly (XLA:CPU compile time
@@ -15,13 +15,22 @@ import pytest
 
 from jaxnas.compilation import FAST_COMPILE
 from jaxnas.nn.grouped import EdgeGroup
-from jaxnas.nn.supernet import DartsSupernet, grouped_variables_from_reference, search_cell_class
+from jaxnas.nn.scanned import SearchCellScanned
+from jaxnas.nn.supernet import (
+    DartsSupernet,
+    grouped_variables_from_reference,
+    scanned_variables_from_reference,
+    search_cell_class,
+)
 from jaxnas.spaces.darts import init_alphas
 
 # The networks are compiled once per test process: keep this module's tests on one xdist worker.
 pytestmark = pytest.mark.xdist_group("supernet")
 
 C, LAYERS, BATCH, SIZE = 4, 3, 4, 8  # cells: normal, reduce, reduce (with a FactorizedReduce input)
+FAST = ("scanned", "grouped")  # the default first
+CONVERT = {"scanned": scanned_variables_from_reference, "grouped": grouped_variables_from_reference,
+           "reference": lambda v: v}
 
 
 def loss_fn(net, params, stats, alphas, x, y):
@@ -35,29 +44,35 @@ def setup():
     y = jnp.arange(BATCH) % 10
     alphas = jax.tree.map(lambda a: (300 * a).astype(jnp.float64), init_alphas(jax.random.key(1)))  # far from uniform
     ref = DartsSupernet(C, LAYERS, 10, impl="reference")
-    fast = DartsSupernet(C, LAYERS, 10, impl="grouped")
     v_ref = ref.init(jax.random.key(0), x, alphas, train=False)  # eager: seconds; jitted: a minute of compile
     v_ref = jax.tree.map(lambda t: t.astype(jnp.float64), v_ref)
-    return x, y, alphas, ref, fast, v_ref, grouped_variables_from_reference(v_ref)
+    return x, y, alphas, v_ref
+
+
+def net(impl):
+    return DartsSupernet(C, LAYERS, 10, impl=impl)
+
+
+def variables(impl):
+    """The reference's initial variables in `impl`'s layout."""
+    return CONVERT[impl](setup()[3])
 
 
 @functools.cache
 def grad_fn(impl):
     """(loss, (logits, new stats)), (d params, d alphas) for one implementation.
 
-    The fast path is jitted (that is what is tested); the per-edge reference runs eagerly, op by
+    The fast paths are jitted (that is what is tested); the per-edge reference runs eagerly, op by
     op: at this size that takes seconds, its compile more than a minute.
     """
-    *_, ref, fast, _, _ = setup()
-    net = fast if impl == "grouped" else ref
-    fn = jax.value_and_grad(functools.partial(loss_fn, net), argnums=(0, 2), has_aux=True)
-    return jax.jit(fn, compiler_options=FAST_COMPILE) if impl == "grouped" else fn
+    fn = jax.value_and_grad(functools.partial(loss_fn, net(impl)), argnums=(0, 2), has_aux=True)
+    return fn if impl == "reference" else jax.jit(fn, compiler_options=FAST_COMPILE)
 
 
 @functools.cache
 def results(impl):
-    x, y, alphas, *_, v_ref, v_fast = setup()
-    v = v_fast if impl == "grouped" else v_ref
+    x, y, alphas, _ = setup()
+    v = variables(impl)
     return grad_fn(impl)(v["params"], v["batch_stats"], alphas, x, y)
 
 
@@ -67,34 +82,43 @@ def assert_trees_close(a, b, rtol, atol):
         np.testing.assert_allclose(np.asarray(p), np.asarray(q), rtol=rtol, atol=atol)
 
 
-def test_grouped_equals_reference_in_training_mode():
+@pytest.mark.parametrize("impl", FAST)
+def test_fast_equals_reference_in_training_mode(impl):
     (loss_r, (logits_r, stats_r)), (gp_r, ga_r) = results("reference")
-    (loss_f, (logits_f, stats_f)), (gp_f, ga_f) = results("grouped")
+    (loss_f, (logits_f, stats_f)), (gp_f, ga_f) = results(impl)
     np.testing.assert_allclose(logits_f, logits_r, rtol=1e-10, atol=1e-12)
     assert_trees_close(ga_f, ga_r, rtol=1e-8, atol=1e-12)
-    assert_trees_close(gp_f, grouped_variables_from_reference({"params": gp_r})["params"], rtol=1e-8, atol=1e-12)
-    assert_trees_close(stats_f, grouped_variables_from_reference({"s": stats_r})["s"], rtol=1e-10, atol=1e-12)
+    assert_trees_close(gp_f, CONVERT[impl]({"params": gp_r})["params"], rtol=1e-8, atol=1e-12)
+    assert_trees_close(stats_f, CONVERT[impl]({"s": stats_r})["s"], rtol=1e-10, atol=1e-12)
 
 
-def test_grouped_equals_reference_in_eval_mode():
-    x, _, alphas, ref, fast, v_ref, v_fast = setup()
+@pytest.mark.parametrize("impl", FAST)
+def test_fast_equals_reference_in_eval_mode(impl):
+    x, _, alphas, v_ref = setup()
     # Non-trivial running statistics, converted like any other variable.
     (_, (_, stats_r)), _ = results("reference")
     v_ref = {"params": v_ref["params"], "batch_stats": stats_r}
-    v_fast = grouped_variables_from_reference(v_ref)
-    out_r = ref.apply(v_ref, x, alphas, train=False)  # eager, like the reference's gradient
-    out_f = jax.jit(lambda v: fast.apply(v, x, alphas, train=False), compiler_options=FAST_COMPILE)(v_fast)
+    out_r = net("reference").apply(v_ref, x, alphas, train=False)  # eager, like the reference's gradient
+    out_f = jax.jit(lambda v: net(impl).apply(v, x, alphas, train=False), compiler_options=FAST_COMPILE)(
+        CONVERT[impl](v_ref))
     np.testing.assert_allclose(out_f, out_r, rtol=1e-10, atol=1e-12)
 
 
-def test_same_parameter_count_in_both_layouts():
-    *_, v_ref, v_fast = setup()
+@pytest.mark.parametrize("impl", FAST)
+def test_layouts_have_the_shapes_their_networks_initialise(impl):
+    """The converted variables have exactly the tree and shapes the fast network creates itself
+    (so a converted checkpoint loads), and the same number of parameters."""
+    x, _, alphas, v_ref = setup()
+    own = jax.eval_shape(lambda: net(impl).init(jax.random.key(0), x, alphas, train=False))
+    converted = variables(impl)
+    assert jax.tree.structure(own) == jax.tree.structure(converted)
+    assert [a.shape for a in jax.tree.leaves(own)] == [a.shape for a in jax.tree.leaves(converted)]
     count = lambda t: sum(leaf.size for leaf in jax.tree.leaves(t))  # noqa: E731
-    assert count(v_ref["params"]) == count(v_fast["params"])
+    assert count(v_ref["params"]) == count(converted["params"])
 
 
 def test_alpha_gradient_is_finite_and_nonzero_on_every_edge():
-    _, (_, g_alpha) = results("grouped")
+    _, (_, g_alpha) = results(FAST[0])
     for kind in ("normal", "reduce"):
         g = np.asarray(g_alpha[kind])
         assert np.all(np.isfinite(g))
@@ -102,9 +126,10 @@ def test_alpha_gradient_is_finite_and_nonzero_on_every_edge():
 
 
 def test_alpha_gradient_matches_finite_differences():
-    x, y, alphas, *_, v_fast = setup()
-    f = lambda a: grad_fn("grouped")(v_fast["params"], v_fast["batch_stats"], a, x, y)[0][0]  # noqa: E731
-    _, (_, g) = results("grouped")
+    x, y, alphas, _ = setup()
+    v_fast = variables(FAST[0])
+    f = lambda a: grad_fn(FAST[0])(v_fast["params"], v_fast["batch_stats"], a, x, y)[0][0]  # noqa: E731
+    _, (_, g) = results(FAST[0])
     direction = jax.tree.map(lambda t: jax.random.normal(jax.random.key(7), t.shape, t.dtype), alphas)
     eps = 1e-5
     shift = lambda s: jax.tree.map(lambda a, d: a + s * eps * d, alphas, direction)  # noqa: E731
@@ -140,9 +165,36 @@ def test_hessian_vector_product_by_forward_over_reverse():
     assert_trees_close(hvp, fd, rtol=1e-5, atol=1e-7)
 
 
+def test_hessian_vector_product_through_the_scanned_cell():
+    """jvp-of-grad through a scanned reduction cell (both scans, the state buffer, the strided
+    edges' FactorizedReduce) w.r.t. weights and α, against central differences of the gradient."""
+    s = jax.random.normal(jax.random.key(0), (2, 6, 6, 3 * C), jnp.float64)
+    w0 = jax.nn.softmax(jax.random.normal(jax.random.key(1), (14, 8), jnp.float64), -1)
+    cell = SearchCellScanned(C, True, False)
+    v = jax.jit(lambda: cell.init(jax.random.key(2), s, s, w0, True), compiler_options=FAST_COMPILE)()
+    v = jax.tree.map(lambda t: t.astype(jnp.float64), v)
+
+    def loss(pw):
+        p, w = pw
+        out, _ = cell.apply({"params": p, "batch_stats": v["batch_stats"]}, s, 0.5 * s, w, True,
+                            mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(out))
+
+    primal = (v["params"], w0)
+    grad = jax.grad(loss)
+    d = jax.tree.map(lambda t: jax.random.normal(jax.random.key(3), t.shape, t.dtype), primal)
+    hvp = jax.jit(lambda p, d: jax.jvp(grad, (p,), (d,))[1], compiler_options=FAST_COMPILE)(primal, d)
+    grad = jax.jit(grad, compiler_options=FAST_COMPILE)
+    eps = 1e-6
+    fd = jax.tree.map(lambda a, b: (a - b) / (2 * eps),
+                      grad(jax.tree.map(lambda p, t: p + eps * t, primal, d)),
+                      grad(jax.tree.map(lambda p, t: p - eps * t, primal, d)))
+    assert_trees_close(hvp, fd, rtol=1e-5, atol=1e-7)
+
+
 def test_unknown_impl_is_named():
     x, _, alphas, *_ = setup()
-    with pytest.raises(ValueError, match="unknown supernet impl 'fastest'; valid: grouped, reference"):
+    with pytest.raises(ValueError, match="unknown supernet impl 'fastest'; valid: scanned, grouped, reference"):
         DartsSupernet(C, LAYERS, impl="fastest").init(jax.random.key(0), x, alphas, train=False)
 
 
@@ -152,7 +204,7 @@ def test_remat_changes_memory_not_results():
     x, y, alphas, *_ = setup()
     s = jax.random.normal(jax.random.key(3), (BATCH, SIZE, SIZE, 4 * C), jnp.float64)
     w = jax.nn.softmax(alphas["normal"], axis=-1)
-    cells = [search_cell_class("grouped", remat)(C, False, False, None) for remat in (False, True)]
+    cells = [search_cell_class(FAST[0], remat)(C, False, False, None) for remat in (False, True)]
     v = jax.jit(lambda: cells[0].init(jax.random.key(0), s, s, w, True), compiler_options=FAST_COMPILE)()
     v = jax.tree.map(lambda t: t.astype(jnp.float64), v)
 

@@ -17,7 +17,7 @@ from jaxnas.search.hypergrad import ESTIMATORS
 from jaxnas.search.strategies import STRATEGIES, get_strategy
 from jaxnas.spaces.base import SPACES
 
-IMPLEMENTATIONS = ("grouped", "reference")
+IMPLEMENTATIONS = ("scanned", "grouped", "reference")
 IMPLICIT_METHODS = ("cg", "neumann")
 
 
@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.space = "darts"  # one of SPACES
     c.channels = 8
     c.layers = 5  # cells (darts), cells per stage (nb201), layers (chain)
-    c.impl = "grouped"  # darts supernet implementation
+    c.impl = "scanned"  # darts supernet implementation: scanned (default), grouped or reference
     c.remat = False  # darts: recompute cell activations in backward passes (less memory, more compute)
     # "bfloat16": the supernet computes in bfloat16 (TPU/GPU); weights, α, BN statistics and optimizer
     # states stay float32. Slower on XLA:CPU, where bfloat16 is emulated.

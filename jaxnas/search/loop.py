@@ -147,7 +147,7 @@ def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, ima
     # passes (43 s at C=8, 5 cells; 102 s run eagerly). The per-edge layouts (impl='reference', the
     # switch cells of GDAS and the sampling strategies, NB201, chain) run it eagerly: 15 s at C=8,
     # 5 cells, where compiling took 80 s to several minutes.
-    grouped = space.name == "darts" and space.impl == "grouped" and space.mixing == "softmax"
+    grouped = space.name == "darts" and space.impl in ("grouped", "scanned") and space.mixing == "softmax"
     init = jax.jit(init_fn, compiler_options=FAST_COMPILE) if grouped else init_fn
     return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt, costs, forward)
 

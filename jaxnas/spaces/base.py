@@ -54,13 +54,14 @@ class SearchSpace(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class DartsSpace:
-    """The DARTS cell space; `impl` picks the grouped (fast) or reference supernet. The strategies
+    """The DARTS cell space; `impl` picks the supernet's implementation (scanned, grouped or
+    reference: same network, see `jaxnas.nn.supernet`). The strategies
     set the rest: `mixing='gumbel'` for GDAS, `partial_channels`/`edge_normalization` for PC-DARTS
     (whose α then also holds the edge weights β), `mixing='path'` for the sampling strategies."""
 
     channels: int = 16
     layers: int = 8
-    impl: str = "grouped"
+    impl: str = "scanned"
     remat: bool = False
     mixing: str = "softmax"
     partial_channels: int = 1
