@@ -100,7 +100,7 @@ def search_data(config: ml_collections.ConfigDict, pid: int = 0, pcount: int = 1
 class SearchSetup:
     net: Any  # the supernet, with BN statistics synchronised over DATA_AXIS
     step: Any  # the search step, for one device's shard
-    init: Any  # () -> the initial SearchState (jitted for the grouped DARTS supernet)
+    init: Any  # () -> the initial SearchState (jitted for the stacked-layout DARTS supernets)
     schedule: Any
     weight_opt: Any
     alpha_opt: Any
@@ -143,12 +143,12 @@ def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, ima
         return init_state(space.supernet(num_classes), strategy.init_alphas(config, space, alpha_rng), sample,
                           weight_rng, w_opt, a_opt, net_alphas=space.init_alphas(alpha_rng))
 
-    # Initialisation runs once. The grouped DARTS supernet compiles it without XLA's optimisation
-    # passes (43 s at C=8, 5 cells; 102 s run eagerly). The per-edge layouts (impl='reference', the
-    # switch cells of GDAS and the sampling strategies, NB201, chain) run it eagerly: 15 s at C=8,
-    # 5 cells, where compiling took 80 s to several minutes.
-    grouped = space.name == "darts" and space.impl in ("grouped", "scanned") and space.mixing == "softmax"
-    init = jax.jit(init_fn, compiler_options=FAST_COMPILE) if grouped else init_fn
+    # Initialisation runs once. The DARTS supernets with stacked layouts (scanned, grouped) compile
+    # it without XLA's optimisation passes (grouped: 43 s at C=8, 5 cells; 102 s run eagerly). The
+    # per-edge layouts (impl='reference', the switch cells of GDAS and the sampling strategies,
+    # NB201, chain) run it eagerly: 15 s at C=8, 5 cells, where compiling took 80 s to minutes.
+    stacked = space.name == "darts" and space.impl in ("scanned", "grouped") and space.mixing == "softmax"
+    init = jax.jit(init_fn, compiler_options=FAST_COMPILE) if stacked else init_fn
     return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt, costs, forward)
 
 
