@@ -86,7 +86,7 @@ def describe(
         if layers is not None:
             opts["cells_per_stage" if supernet == "nb201" else "layers"] = layers
         if supernet == "darts":
-            opts["impl"] = "reference"  # same parameters as grouped; its convs are countable layers
+            opts["impl"] = "reference"  # same parameters as the fast layouts; its convs are countable layers
         space = get_space(supernet, **opts)
         model = space.supernet(classes)
         alphas = space.init_alphas(jax.random.key(0))
