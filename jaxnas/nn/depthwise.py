@@ -111,10 +111,11 @@ depthwise = _with_kernel_tangent(
 )
 
 depthwise_in_branch = _with_kernel_tangent(
-    _shifted_sum,
-    """`depthwise` for ops that run inside `lax.switch` branches (GDAS's sampled cells).
+    depthwise_conv,
+    """`depthwise` for one edge inside `lax.switch` branches (GDAS's sampled cells).
 
-    Inside a conditional XLA:CPU lowers the grouped convolution's kernel gradient as a dense
-    convolution in a slow layout; here the kernel tangent is a shifted sum too, so its transpose
-    is K² per-channel reductions (measured 2× faster on a GDAS cell's backward pass).""",
+    Inside a conditional, as inside a loop, XLA:CPU does not canonicalise convolution layouts;
+    `depthwise_conv`'s layout makes the kernel gradient canonical anyway. Measured on GDAS's
+    first-order step (offline default, C=8, 5 cells): compile 67.9 -> 60.4 s, step 61.9 -> 58.3 ms
+    against a kernel tangent of K² shifted slices (itself 2x faster than XLA's NHWC layout there).""",
 )
