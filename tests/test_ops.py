@@ -64,30 +64,31 @@ def test_unknown_op_names_the_valid_ones():
         darts_op("conv_9x9", 4, 1, True)
 
 
-DEPTHWISE = {"depthwise": depthwise.depthwise, "depthwise_in_branch": depthwise.depthwise_in_branch}
+# Stacked edges (the grouped cell) and one edge (the scan bodies, GDAS's branch ops).
+EDGES = [3, 1]
 
 
-@pytest.mark.parametrize("impl", list(DEPTHWISE))
+@pytest.mark.parametrize("edges", EDGES)
 @pytest.mark.parametrize("ks,stride,pad,dil", [(3, 1, 1, 1), (5, 2, 2, 1), (3, 2, 2, 2), (5, 1, 4, 2)])
-def test_depthwise_equals_xla_convolution(ks, stride, pad, dil, impl):
+def test_depthwise_equals_xla_convolution(ks, stride, pad, dil, edges):
     kx, kw = jax.random.split(jax.random.key(ks * 10 + stride))
-    x = jax.random.normal(kx, (2, 7, 7, 3, 4))
-    w = jax.random.normal(kw, (3, ks, ks, 1, 4))
+    x = jax.random.normal(kx, (2, 7, 7, edges, 4))
+    w = jax.random.normal(kw, (edges, ks, ks, 1, 4))
     expected = depthwise.depthwise_conv(x, w, stride, pad, dil)
-    np.testing.assert_allclose(DEPTHWISE[impl](x, w, stride, pad, dil), expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(depthwise.depthwise(x, w, stride, pad, dil), expected, rtol=1e-10, atol=1e-10)
     # The gradients too: the two differ only in how the kernel gradient is computed.
     g = jax.random.normal(jax.random.key(9), expected.shape)
-    got = jax.grad(lambda x, w: jnp.vdot(DEPTHWISE[impl](x, w, stride, pad, dil), g), (0, 1))(x, w)
+    got = jax.grad(lambda x, w: jnp.vdot(depthwise.depthwise(x, w, stride, pad, dil), g), (0, 1))(x, w)
     want = jax.grad(lambda x, w: jnp.vdot(depthwise.depthwise_conv(x, w, stride, pad, dil), g), (0, 1))(x, w)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("impl", list(DEPTHWISE))
-def test_depthwise_derivatives_match_finite_differences(impl):
-    x = jax.random.normal(jax.random.key(0), (2, 5, 5, 2, 3))
-    w = jax.random.normal(jax.random.key(1), (2, 3, 3, 1, 3))
-    f = lambda x, w: DEPTHWISE[impl](x, w, 2, 2, 2)  # noqa: E731
+@pytest.mark.parametrize("edges", [2, 1])
+def test_depthwise_derivatives_match_finite_differences(edges):
+    x = jax.random.normal(jax.random.key(0), (2, 5, 5, edges, 3))
+    w = jax.random.normal(jax.random.key(1), (edges, 3, 3, 1, 3))
+    f = lambda x, w: depthwise.depthwise(x, w, 2, 2, 2)  # noqa: E731
     # Second order in both modes: the custom JVP must support forward-over-reverse HVPs.
     check_grads(f, (x, w), order=2, modes=["fwd", "rev"], atol=1e-6, rtol=1e-6)
 

@@ -1,13 +1,12 @@
 """Depthwise convolution that XLA:CPU runs fast: a sum of shifted slices, with a custom JVP.
 
-`depthwise` is used by the fast supernet's stacked edges (`jaxnas.nn.grouped`);
-`depthwise_in_branch`, with one edge, by the ops of GDAS's sampled cells (`DepthwiseConv` in
-`jaxnas.nn.ops`), which run inside `lax.switch` branches.
+`depthwise` is used by the fast supernet's stacked edges (`jaxnas.nn.grouped`, and one edge at a
+time in `jaxnas.nn.scanned`'s scan bodies) and, with one edge, by the ops of GDAS's sampled cells
+(`DepthwiseConv` in `jaxnas.nn.ops`), which run inside `lax.switch` branches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 
 import jax
@@ -79,43 +78,24 @@ def per_edge_depthwise_conv(x: Array, kernel: Array, stride: int, padding: int, 
     )
 
 
-def _with_kernel_tangent(kernel_tangent: Callable, doc: str) -> Callable:
-    """A depthwise conv (shifted slices) whose JVP computes the kernel tangent with `kernel_tangent`.
-
-    A custom JVP (not VJP) keeps forward-over-reverse Hessian-vector products working.
-    """
-
-    @partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-    def conv(x: Array, kernel: Array, stride: int, padding: int, dilation: int) -> Array:
-        return _shifted_sum(x, kernel.astype(x.dtype), stride, padding, dilation)
-
-    @conv.defjvp
-    def _jvp(stride, padding, dilation, primals, tangents):
-        x, kernel = primals
-        dx, dk = tangents
-        y = conv(x, kernel, stride, padding, dilation)
-        t = _shifted_sum(dx, kernel.astype(x.dtype), stride, padding, dilation)
-        return y, t + kernel_tangent(x, dk.astype(x.dtype), stride, padding, dilation)
-
-    conv.__doc__ = doc
-    return conv
-
-
-depthwise = _with_kernel_tangent(
-    per_edge_depthwise_conv,
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def depthwise(x: Array, kernel: Array, stride: int, padding: int, dilation: int) -> Array:
     """Per-edge depthwise conv: x (N, H, W, k, C), kernel (k, K, K, 1, C) -> (N, H', W', k, C).
 
     Forward and the input tangent use shifted slices; the kernel tangent uses XLA's grouped
     convolution, one per edge (`per_edge_depthwise_conv`), whose transpose (the kernel gradient)
-    is the fastest formulation measured in the grouped supernet's step.""",
-)
+    was the fastest formulation measured, at top level and, in `depthwise_conv`'s layout, inside
+    loops and `lax.switch` branches too (GDAS's first-order step at the offline default: compile
+    67.9 -> 60.4 s, step 61.9 -> 58.3 ms against a kernel tangent of K² shifted slices). A custom
+    JVP (not VJP) keeps forward-over-reverse Hessian-vector products working.
+    """
+    return _shifted_sum(x, kernel.astype(x.dtype), stride, padding, dilation)
 
-depthwise_in_branch = _with_kernel_tangent(
-    depthwise_conv,
-    """`depthwise` for one edge inside `lax.switch` branches (GDAS's sampled cells).
 
-    Inside a conditional, as inside a loop, XLA:CPU does not canonicalise convolution layouts;
-    `depthwise_conv`'s layout makes the kernel gradient canonical anyway. Measured on GDAS's
-    first-order step (offline default, C=8, 5 cells): compile 67.9 -> 60.4 s, step 61.9 -> 58.3 ms
-    against a kernel tangent of K² shifted slices (itself 2x faster than XLA's NHWC layout there).""",
-)
+@depthwise.defjvp
+def _depthwise_jvp(stride, padding, dilation, primals, tangents):
+    x, kernel = primals
+    dx, dk = tangents
+    y = depthwise(x, kernel, stride, padding, dilation)
+    t = _shifted_sum(dx, kernel.astype(x.dtype), stride, padding, dilation)
+    return y, t + per_edge_depthwise_conv(x, dk.astype(x.dtype), stride, padding, dilation)

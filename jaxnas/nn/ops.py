@@ -122,8 +122,8 @@ class ReLUConvBN(nn.Module):
 
 class DepthwiseConv(nn.Module):
     """Bias-free depthwise conv with `nn.Conv`'s parameter (`kernel`, (K, K, 1, C)) computed as
-    shifted slices with a shifted-slice kernel gradient (`jaxnas.nn.depthwise.depthwise_in_branch`):
-    what XLA:CPU runs fastest inside `lax.switch` branches; same numbers, same init."""
+    shifted slices (`jaxnas.nn.depthwise.depthwise` on one edge): what XLA:CPU runs fastest inside
+    `lax.switch` branches; same numbers, same init."""
 
     kernel: int
     stride: int = 1
@@ -132,10 +132,10 @@ class DepthwiseConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        from jaxnas.nn.depthwise import depthwise_in_branch
+        from jaxnas.nn.depthwise import depthwise
 
         k = self.param("kernel", torch_default_init, (self.kernel, self.kernel, 1, x.shape[-1]))
-        y = depthwise_in_branch(x[:, :, :, None, :], k[None], self.stride, self.padding, self.dilation)
+        y = depthwise(x[:, :, :, None, :], k[None], self.stride, self.padding, self.dilation)
         return y[:, :, :, 0, :]
 
 
