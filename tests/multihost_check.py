@@ -6,7 +6,8 @@
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):  # run by hand
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 
 import jax  # noqa: E402
 

@@ -1,11 +1,11 @@
 """`python -m jaxnas.compare`: several strategies on one search config, one table."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
+from helpers import subprocess_env
 
 from jaxnas.compare import config as config_lib
 from jaxnas.search.config import ConfigError
@@ -16,7 +16,7 @@ CHAIN = ["--config.search.space=chain", "--config.search.channels=4", "--config.
 
 
 def _compare(tmp_path, *flags):
-    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
+    env = subprocess_env()
     cmd = [sys.executable, "-m", "jaxnas.compare", f"--workdir={tmp_path / 'cmp'}",
            f"--config.search.data_dir={tmp_path / 'tfds'}", f"--config.search.compilation_cache={tmp_path / 'xla'}",
            *flags]

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import subprocess_env
 
 from jaxnas.search import loop
 from jaxnas.search.config import ConfigError, get_config
@@ -36,10 +37,7 @@ def shared(tmp_path_factory):
 
 
 def _env(devices=None):
-    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
-    if devices:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
+    return subprocess_env(devices)
 
 
 def _cmd(shared, workdir, *flags):
@@ -96,6 +94,10 @@ def _start_and_signal(shared, workdir, sig, flags=CHAIN, devices=None):
     return p.returncode, err
 
 
+# The tests that compare with one uninterrupted chain run share one xdist worker, so it runs once.
+CHAIN_RESUME = pytest.mark.xdist_group("chain_resume")
+
+
 @pytest.fixture(scope="module")
 def reference(shared, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("reference"))
@@ -103,6 +105,7 @@ def reference(shared, tmp_path_factory):
     return workdir, r.stderr
 
 
+@CHAIN_RESUME
 def test_uninterrupted_run_writes_every_output(reference):
     workdir, log = reference
     _, genotype, metrics = _outputs(workdir)
@@ -122,6 +125,7 @@ def test_uninterrupted_run_writes_every_output(reference):
         assert not np.allclose(z0["layers"], _outputs(workdir)[0]["layers"])
 
 
+@CHAIN_RESUME
 def test_rerunning_a_finished_run_changes_nothing(shared, reference, tmp_path):
     workdir = str(tmp_path / "copy")
     shutil.copytree(reference[0], workdir)
@@ -130,6 +134,7 @@ def test_rerunning_a_finished_run_changes_nothing(shared, reference, tmp_path):
     _assert_same_run(reference[0], workdir)
 
 
+@CHAIN_RESUME
 def test_sigkill_after_a_checkpoint_then_rerun_equals_uninterrupted(shared, reference, tmp_path):
     workdir = str(tmp_path / "killed")
     _start_and_signal(shared, workdir, signal.SIGKILL)
@@ -138,6 +143,7 @@ def test_sigkill_after_a_checkpoint_then_rerun_equals_uninterrupted(shared, refe
     _assert_same_run(reference[0], workdir)
 
 
+@CHAIN_RESUME
 def test_sigterm_saves_the_step_it_stopped_at_and_resumes_exactly(shared, reference, tmp_path):
     workdir = str(tmp_path / "terminated")
     rc, err = _start_and_signal(shared, workdir, signal.SIGTERM)
@@ -148,6 +154,7 @@ def test_sigterm_saves_the_step_it_stopped_at_and_resumes_exactly(shared, refere
     _assert_same_run(reference[0], workdir)
 
 
+@CHAIN_RESUME
 def test_damaged_newest_checkpoint_falls_back_to_the_one_before(shared, reference, tmp_path):
     workdir = str(tmp_path / "damaged")
     shutil.copytree(reference[0], workdir)
@@ -182,6 +189,7 @@ def test_bad_input_is_one_line_before_any_work(shared, tmp_path, flag, message):
     assert not os.path.exists(os.path.join(workdir, "checkpoints"))
 
 
+@CHAIN_RESUME
 def test_a_workdir_with_a_different_config_is_refused_untouched(shared, reference, tmp_path):
     workdir = str(tmp_path / "other")
     shutil.copytree(reference[0], workdir)

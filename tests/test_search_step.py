@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import subprocess_env
 
 from jaxnas.parallel import data_mesh, data_parallel, replicate, shard_batch
 from jaxnas.search.state import alpha_optimizer
@@ -87,7 +88,7 @@ def test_nonfinite_batch_leaves_state_unchanged():
 
 @pytest.mark.parametrize("estimator", ["first_order", "darts_fd", "unrolled", "implicit"])
 def test_four_devices_equal_one_device(estimator):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", PYTHONPATH=ROOT)
+    env = subprocess_env(devices=4, x64=True, PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "parallel_check.py"), estimator],
                          capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -106,7 +107,7 @@ def free_port() -> int:
 @pytest.mark.xdist_group("multiprocess")  # never beside test_search_run's: see there
 def test_two_processes_equal_one_process(tmp_path):
     """2 processes x 2 CPU devices over loopback (jax.distributed + gloo) == 1 process x 4 devices."""
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = subprocess_env(devices=2, x64=True, PYTHONPATH=ROOT)
     port = str(free_port())
     script = os.path.join(ROOT, "tests", "multihost_check.py")
     logs = [open(tmp_path / f"process{i}.log", "w+") for i in range(2)]
@@ -119,7 +120,7 @@ def test_two_processes_equal_one_process(tmp_path):
         log.close()
     single = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "parallel_check.py"), "darts_fd",
                              str(tmp_path / "single.npy")], capture_output=True, text=True, timeout=600,
-                            env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+                            env=subprocess_env(devices=4, x64=True, PYTHONPATH=ROOT))
     assert single.returncode == 0, single.stderr[-2000:]
     multi, one = np.load(tmp_path / "multi.npy"), np.load(tmp_path / "single.npy")
     assert multi.shape == one.shape

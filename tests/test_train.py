@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import subprocess_env
 
 from jaxnas.counting import count_params
 from jaxnas.data.pipeline import apply_cutout
@@ -77,7 +78,7 @@ def _cmd(root, workdir, *flags):
 
 
 def _env():
-    return {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
+    return subprocess_env()
 
 
 def _final(workdir):
