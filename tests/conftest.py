@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 # Several tests compare float32 fast paths with float64 references; x64 must be on before use.
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -22,3 +24,21 @@ def pytest_collection_modifyitems(items):
         return SLOW_FIRST.index(module) if module in SLOW_FIRST else len(SLOW_FIRST)
 
     items.sort(key=rank)  # stable: the order within a module is kept
+
+
+def _shared_root(tmp_path_factory):
+    """A folder all xdist workers of this test run share (pytest's per-run temp folder)."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xla_cache(tmp_path_factory) -> str:
+    """One persistent compilation cache for the whole run: in-process tests and the jaxnas
+    subprocesses (`--config.compilation_cache`) load what another worker already compiled,
+    eager ops included (`enable_compilation_cache` caches every compile)."""
+    from jaxnas.compilation import enable_compilation_cache
+
+    path = str(_shared_root(tmp_path_factory) / "xla-cache")
+    enable_compilation_cache(path)
+    return path

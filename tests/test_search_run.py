@@ -2,7 +2,7 @@
 outputs, exact resume after SIGKILL / SIGTERM / a damaged newest checkpoint, bad input, 4 devices.
 
 The loop tests search the tiny chain space on the real digits data, so each run compiles in seconds;
-the persistent compilation cache (one per test session) makes reruns skip compilation.
+the persistent compilation cache (one per test run, `conftest.xla_cache`) makes reruns skip compilation.
 """
 
 import json
@@ -31,9 +31,9 @@ EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory):
+def shared(tmp_path_factory, xla_cache):
     root = tmp_path_factory.mktemp("search_run")
-    return {"data_dir": str(root / "tfds"), "cache": str(root / "xla")}
+    return {"data_dir": str(root / "tfds"), "cache": xla_cache}
 
 
 def _env(devices=None):

@@ -76,7 +76,7 @@ def _values(workdir):
 
 def test_offline_study_end_to_end(tmp_path):
     config = _tiny(tmp_path)
-    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    a = str(tmp_path / "a")
     summary = loop.run(config, a)
     assert summary["darts_fd"]["cosine"][0] >= 0.99  # median cosine to unrolled(1), float64
     assert summary["unrolled_k1"]["rel_l2"][0] == 0.0
@@ -84,10 +84,8 @@ def test_offline_study_end_to_end(tmp_path):
         assert os.path.getsize(os.path.join(a, name)) > 0
     rows = _values(a)
     assert {r[0] for r in rows} == {"10", "20"}  # checkpoints before the last of 22 steps
-    # Same seed, fresh workdir: the same numbers.
-    loop.run(config, b)
-    assert _values(b) == rows
-    # Resume: drop the last studied step's rows; the rerun computes them again, identically.
+    # Resume: drop the last studied step's rows; the rerun computes them again, identically (the
+    # search it studies is deterministic too: the search tests compare resumed and uninterrupted runs).
     with open(os.path.join(a, "study.csv")) as f:
         kept = [line for line in f if not line.startswith("20,")]
     with open(os.path.join(a, "study.csv"), "w") as f:

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.nn.grouped import EdgeGroup
-from jaxnas.nn.ops import preprocess
 from jaxnas.nn.partial import partial_output
+from jaxnas.nn.search_cell import SearchCell
 from jaxnas.spaces.darts import STEPS, edge_inputs
 
 Array = jax.Array
@@ -78,18 +78,10 @@ def _scan(name: str, length: int, **step: Any) -> nn.Module:
     return scanned(name=name, **step)
 
 
-class SearchCellScanned(nn.Module):
-    """The search cell as one or two scans over its edges (same interface as the grouped cell)."""
+class SearchCellScanned(SearchCell):
+    """The search cell as one or two scans over its edges."""
 
-    C: int
-    reduction: bool
-    reduction_prev: bool
-    axis_name: str | None = None
-    partial_channels: int = 1
-
-    @nn.compact
-    def __call__(self, s0: Array, s1: Array, weights: Array, train: bool, edge_weights: Array | None = None) -> Array:
-        s0, s1 = preprocess(self.C, self.reduction_prev, self.axis_name, s0, s1, train)
+    def mix_edges(self, s0: Array, s1: Array, weights: Array, train: bool, edge_weights: Array | None) -> Array:
         edges = edge_inputs(STEPS)
         if edge_weights is None:
             edge_weights = jnp.ones((len(edges),), weights.dtype)

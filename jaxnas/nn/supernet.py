@@ -25,9 +25,10 @@ import jax.numpy as jnp
 from jaxnas.nn.gdas import SearchCellGDAS, argmax_hard, gumbel_hard
 from jaxnas.nn.grouped import EdgeGroup
 from jaxnas.nn.network import dense, reduction_layers
-from jaxnas.nn.ops import BatchNorm, conv, darts_op, preprocess
+from jaxnas.nn.ops import BatchNorm, conv, darts_op
 from jaxnas.nn.partial import partial_output
 from jaxnas.nn.scanned import SearchCellScanned, scan_groups
+from jaxnas.nn.search_cell import SearchCell
 from jaxnas.spaces.darts import PRIMITIVES, STEPS, edge_inputs
 from jaxnas.spaces.darts import edge_weights as node_edge_weights
 
@@ -76,19 +77,12 @@ def _edge_output(y, h, e, k, stride, edge_weights):
     return y if edge_weights is None else edge_weights[e].astype(y.dtype) * y
 
 
-class SearchCellReference(nn.Module):
+class SearchCellReference(SearchCell):
     """One mixed op per edge. With `partial_channels` K > 1 each op sees C/K channels (PC-DARTS);
     `edge_weights` (14,), if given, weigh each node's incoming edges (PC-DARTS's β̃)."""
 
-    C: int
-    reduction: bool
-    reduction_prev: bool
-    axis_name: str | None = None
-    partial_channels: int = 1
-
-    @nn.compact
-    def __call__(self, s0: Array, s1: Array, weights: Array, train: bool, edge_weights: Array | None = None) -> Array:
-        states = list(preprocess(self.C, self.reduction_prev, self.axis_name, s0, s1, train))
+    def mix_edges(self, s0: Array, s1: Array, weights: Array, train: bool, edge_weights: Array | None) -> Array:
+        states = [s0, s1]
         k, e = self.partial_channels, 0
         for _ in range(STEPS):
             node = 0.0
@@ -102,22 +96,14 @@ class SearchCellReference(nn.Module):
         return jnp.concatenate(states[2:], axis=-1)
 
 
-class SearchCellGrouped(nn.Module):
+class SearchCellGrouped(SearchCell):
     """The search cell with the edges leaving each state computed as one stacked group.
 
     Group 0 holds the 8 edges leaving the two cell inputs; group g ≥ 1 the edges leaving
     intermediate node g-1, which is complete by then.
     """
 
-    C: int
-    reduction: bool
-    reduction_prev: bool
-    axis_name: str | None = None
-    partial_channels: int = 1
-
-    @nn.compact
-    def __call__(self, s0: Array, s1: Array, weights: Array, train: bool, edge_weights: Array | None = None) -> Array:
-        s0, s1 = preprocess(self.C, self.reduction_prev, self.axis_name, s0, s1, train)
+    def mix_edges(self, s0: Array, s1: Array, weights: Array, train: bool, edge_weights: Array | None) -> Array:
         edges = edge_inputs(STEPS)
         k = self.partial_channels
         nodes: list[Any] = [0.0] * STEPS
