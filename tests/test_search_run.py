@@ -98,6 +98,18 @@ def _start_and_signal(shared, workdir, sig, flags=CHAIN, devices=None):
 CHAIN_RESUME = pytest.mark.xdist_group("chain_resume")
 
 
+def _resume_from_checkpoint(shared, full, step, workdir, flags, devices):
+    """Rerun `full`'s search from its checkpoint `step` alone, in a fresh `workdir`: the state a run
+    killed after that checkpoint leaves behind (what a kill does to the files is tested above on
+    the chain space; what each strategy adds is state that must come back exactly)."""
+    os.makedirs(os.path.join(workdir, "checkpoints"))
+    shutil.copy(os.path.join(full, "config.json"), workdir)
+    shutil.copytree(os.path.join(full, "checkpoints", str(step)), os.path.join(workdir, "checkpoints", str(step)))
+    r = _ok(_search(shared, workdir, *flags, devices=devices))
+    assert f"resumed from checkpoint at step {step}" in r.stderr
+    return r
+
+
 @pytest.fixture(scope="module")
 def reference(shared, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("reference"))
@@ -248,12 +260,11 @@ TINY_DARTS = ["--config.channels=4", "--config.layers=1", "--config.batch_size=3
     ("pcdarts", ["--config.pc_partial_channels=2", "--config.alpha_warmup_epochs=1"]),
 ])
 def test_strategy_on_four_devices_resumes_exactly(shared, tmp_path, strategy, flags):
-    """GDAS and PC-DARTS run end to end on the offline data on 4 devices, and a run killed after
-    a checkpoint and rerun writes exactly what the uninterrupted run wrote."""
+    """GDAS and PC-DARTS run end to end on the offline data on 4 devices, and a run resumed from
+    a checkpoint in the first epoch writes exactly what the uninterrupted run wrote."""
     flags = [*TINY_DARTS, f"--config.strategy={strategy}", *flags]
-    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
-    # The uninterrupted run needs no periodic checkpoints (a save of 4-device state takes ~2 s).
-    r = _ok(_search(shared, full, *flags, "--config.checkpoint_every_steps=0", devices=4))
+    full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
+    r = _ok(_search(shared, full, *flags, "--config.keep_checkpoints=100", devices=4))
     assert f"darts/{strategy}/first_order" in r.stderr and "4 device(s)" in r.stderr
     alphas, genotype, metrics = _outputs(full)
     Genotype.from_dict(genotype)
@@ -267,9 +278,8 @@ def test_strategy_on_four_devices_resumes_exactly(shared, tmp_path, strategy, fl
                 assert not np.allclose(alphas[k], z1[k])
         else:
             assert not np.allclose(z1["normal"], z0["normal"])
-    _start_and_signal(shared, killed, signal.SIGKILL, flags, devices=4)
-    assert "resumed from checkpoint" in _ok(_search(shared, killed, *flags, devices=4)).stderr
-    _assert_same_run(full, killed)
+    _resume_from_checkpoint(shared, full, 4, resumed, [*flags, "--config.keep_checkpoints=100"], devices=4)
+    _assert_same_run(full, resumed)
 
 
 # Each sampling strategy in a space it searches, as small as it compiles fast.
@@ -287,11 +297,11 @@ SAMPLED_COMMON = ["--config.batch_size=32", "--config.train_portion=0.25", "--co
 @pytest.mark.parametrize("strategy", list(SAMPLED_RUNS))
 def test_sampling_strategy_on_four_devices_resumes_exactly(shared, tmp_path, strategy):
     """Random search with weight sharing, ENAS and PNAS run end to end on the offline data on 4
-    devices, log what they chose from, and a run killed after a checkpoint resumes exactly."""
+    devices, log what they chose from, and a run resumed from a checkpoint in the first epoch
+    writes exactly what the uninterrupted run wrote."""
     flags = [*SAMPLED_COMMON, "--config.epochs=2", *SAMPLED_RUNS[strategy], f"--config.strategy={strategy}"]
-    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
-    # The uninterrupted run needs no periodic checkpoints (a save of 4-device state takes ~2 s).
-    r = _ok(_search(shared, full, *flags, "--config.checkpoint_every_steps=0", devices=4))
+    full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
+    r = _ok(_search(shared, full, *flags, "--config.keep_checkpoints=100", devices=4))
     assert "4 device(s)" in r.stderr
     alphas, genotype, metrics = _outputs(full)
     assert [m["epoch"] for m in metrics] == list(range(1, len(metrics) + 1)) and len(metrics) >= 1
@@ -309,9 +319,8 @@ def test_sampling_strategy_on_four_devices_resumes_exactly(shared, tmp_path, str
     # α on disk is the log of the sampler's op frequencies: a distribution over each edge's ops.
     for v in alphas.values():
         np.testing.assert_allclose(np.exp(v).sum(-1), 1.0, atol=1e-4)
-    _start_and_signal(shared, killed, signal.SIGKILL, flags, devices=4)
-    assert "resumed from checkpoint" in _ok(_search(shared, killed, *flags, devices=4)).stderr
-    _assert_same_run(full, killed)
+    _resume_from_checkpoint(shared, full, 4, resumed, [*flags, "--config.keep_checkpoints=100"], devices=4)
+    _assert_same_run(full, resumed)
 
 
 def test_enas_on_four_devices_equals_one_device(shared, tmp_path):
