@@ -36,17 +36,13 @@ def shared(tmp_path_factory, xla_cache):
     return {"data_dir": str(root / "tfds"), "cache": xla_cache}
 
 
-def _env(devices=None):
-    return subprocess_env(devices)
-
-
 def _cmd(shared, workdir, *flags):
     return [sys.executable, "-m", "jaxnas.search", f"--workdir={workdir}", f"--config.data_dir={shared['data_dir']}",
             f"--config.compilation_cache={shared['cache']}", *flags]
 
 
 def _search(shared, workdir, *flags, devices=None, timeout=600):
-    r = subprocess.run(_cmd(shared, workdir, *flags), env=_env(devices), capture_output=True, text=True,
+    r = subprocess.run(_cmd(shared, workdir, *flags), env=subprocess_env(devices), capture_output=True, text=True,
                        timeout=timeout)
     return r
 
@@ -82,7 +78,7 @@ def _checkpoints(workdir):
 
 def _start_and_signal(shared, workdir, sig, flags=CHAIN, devices=None):
     """Start a search, send `sig` once its first checkpoint exists; return the finished process' stderr."""
-    p = subprocess.Popen(_cmd(shared, workdir, *flags), env=_env(devices), stdout=subprocess.PIPE,
+    p = subprocess.Popen(_cmd(shared, workdir, *flags), env=subprocess_env(devices), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not _checkpoints(workdir) and p.poll() is None and time.time() < deadline:
@@ -107,7 +103,6 @@ def _resume_from_checkpoint(shared, full, step, workdir, flags, devices):
     shutil.copytree(os.path.join(full, "checkpoints", str(step)), os.path.join(workdir, "checkpoints", str(step)))
     r = _ok(_search(shared, workdir, *flags, devices=devices))
     assert f"resumed from checkpoint at step {step}" in r.stderr
-    return r
 
 
 @pytest.fixture(scope="module")
@@ -249,9 +244,9 @@ TINY_DARTS = ["--config.channels=4", "--config.layers=1", "--config.batch_size=3
 def test_strategy_on_four_devices_resumes_exactly(shared, tmp_path, strategy, flags):
     """GDAS and PC-DARTS (with a cost penalty) run end to end on the offline data on 4 devices, and a run resumed from
     a checkpoint in the first epoch writes exactly what the uninterrupted run wrote."""
-    flags = [*TINY_DARTS, f"--config.strategy={strategy}", *flags]
+    flags = [*TINY_DARTS, f"--config.strategy={strategy}", *flags, "--config.keep_checkpoints=100"]
     full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
-    r = _ok(_search(shared, full, *flags, "--config.keep_checkpoints=100", devices=4))
+    r = _ok(_search(shared, full, *flags, devices=4))
     assert f"darts/{strategy}/first_order" in r.stderr and "4 device(s)" in r.stderr
     alphas, genotype, metrics = _outputs(full)
     genotype = Genotype.from_dict(genotype)  # a valid DARTS genotype
@@ -270,7 +265,7 @@ def test_strategy_on_four_devices_resumes_exactly(shared, tmp_path, strategy, fl
                 assert not np.allclose(alphas[k], z1[k])
         else:
             assert not np.allclose(z1["normal"], z0["normal"])
-    _resume_from_checkpoint(shared, full, 4, resumed, [*flags, "--config.keep_checkpoints=100"], devices=4)
+    _resume_from_checkpoint(shared, full, 4, resumed, flags, devices=4)
     _assert_same_run(full, resumed)
 
 
@@ -291,9 +286,10 @@ def test_sampling_strategy_on_four_devices_resumes_exactly(shared, tmp_path, str
     """Random search with weight sharing, ENAS and PNAS run end to end on the offline data on 4
     devices, log what they chose from, and a run resumed from a checkpoint in the first epoch
     writes exactly what the uninterrupted run wrote."""
-    flags = [*SAMPLED_COMMON, "--config.epochs=2", *SAMPLED_RUNS[strategy], f"--config.strategy={strategy}"]
+    flags = [*SAMPLED_COMMON, "--config.epochs=2", *SAMPLED_RUNS[strategy], f"--config.strategy={strategy}",
+             "--config.keep_checkpoints=100"]  # the uninterrupted run keeps checkpoint 4 to resume from
     full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
-    r = _ok(_search(shared, full, *flags, "--config.keep_checkpoints=100", devices=4))
+    r = _ok(_search(shared, full, *flags, devices=4))
     assert "4 device(s)" in r.stderr
     alphas, genotype, metrics = _outputs(full)
     assert [m["epoch"] for m in metrics] == list(range(1, len(metrics) + 1)) and len(metrics) >= 1
@@ -311,7 +307,7 @@ def test_sampling_strategy_on_four_devices_resumes_exactly(shared, tmp_path, str
     # α on disk is the log of the sampler's op frequencies: a distribution over each edge's ops.
     for v in alphas.values():
         np.testing.assert_allclose(np.exp(v).sum(-1), 1.0, atol=1e-4)
-    _resume_from_checkpoint(shared, full, 4, resumed, [*flags, "--config.keep_checkpoints=100"], devices=4)
+    _resume_from_checkpoint(shared, full, 4, resumed, flags, devices=4)
     _assert_same_run(full, resumed)
 
 
@@ -341,8 +337,8 @@ def test_two_processes_equal_one_process(shared, tmp_path):
     port = str(free_port())
     procs = []
     for i in range(2):
-        env = dict(_env(devices=2), JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
-                   JAX_PROCESS_ID=str(i))
+        env = subprocess_env(2, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+                             JAX_PROCESS_ID=str(i))
         procs.append(subprocess.Popen(_cmd(shared, multi, *flags), env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=600) for p in procs]

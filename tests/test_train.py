@@ -77,10 +77,6 @@ def _cmd(root, workdir, *flags):
             f"--config.compilation_cache={root / 'xla'}", *flags]
 
 
-def _env():
-    return subprocess_env()
-
-
 def _final(workdir):
     with open(os.path.join(workdir, "result.json")) as f:
         result = json.load(f)
@@ -91,9 +87,9 @@ def _final(workdir):
 
 def test_sigkill_then_rerun_gives_the_same_final_metrics(tmp_path):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    r = subprocess.run(_cmd(tmp_path, ref, *TINY), env=_env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(_cmd(tmp_path, ref, *TINY), env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    p = subprocess.Popen(_cmd(tmp_path, killed, *TINY), env=_env(), stdout=subprocess.DEVNULL,
+    p = subprocess.Popen(_cmd(tmp_path, killed, *TINY), env=subprocess_env(), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     ckpts = killed / "checkpoints"
     while p.poll() is None and not (ckpts.exists() and any(n.isdigit() for n in os.listdir(ckpts))):
@@ -102,7 +98,7 @@ def test_sigkill_then_rerun_gives_the_same_final_metrics(tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert not (killed / "result.json").exists()
-    r = subprocess.run(_cmd(tmp_path, killed, *TINY), env=_env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(_cmd(tmp_path, killed, *TINY), env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "resumed from checkpoint" in r.stderr, r.stderr[-3000:]
     assert _final(ref) == _final(killed)
     result = _final(ref)[0]

@@ -78,8 +78,7 @@ def _edge_output(y, h, e, k, stride, edge_weights):
 
 
 class SearchCellReference(SearchCell):
-    """One mixed op per edge. With `partial_channels` K > 1 each op sees C/K channels (PC-DARTS);
-    `edge_weights` (14,), if given, weigh each node's incoming edges (PC-DARTS's β̃)."""
+    """One mixed op per edge, node by node: the literal DARTS cell."""
 
     def mix_edges(self, s0: Array, s1: Array, weights: Array, train: bool, edge_weights: Array | None) -> Array:
         states = [s0, s1]
