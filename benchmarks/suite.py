@@ -1,0 +1,104 @@
+"""Run a list of `jaxnas.bench` cases in one process and write one JSON line per case.
+
+    python benchmarks/suite.py --out=bench.jsonl --deadline=480            # the accelerator table
+    python benchmarks/suite.py --out=bench.jsonl --tiny                     # a CPU smoke run of the same cases
+
+Why one process: on an accelerator most of a case's wall time outside the compile is Python and
+backend start-up, and a lent machine is timed by the second. Cases run in the order listed (most
+important first); one that fails is recorded with its error and the rest still run; none starts
+after `--deadline` seconds, and each result is written as soon as it is measured, so a run cut
+short keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import traceback
+
+import jax
+
+from jaxnas import bench
+from jaxnas.search import config as config_lib
+
+SMALL = dict(dataset="cifar10", channels=8, layers=5, batch_size=32)
+PAPER = dict(dataset="cifar10", channels=16, layers=8, batch_size=64)
+
+# (name, config overrides, step, repeats, warmup); warmup None = the bench's default.
+CASES = [
+    ("small first_order", SMALL, "first_order", 10, 2),
+    ("paper first_order", PAPER, "first_order", 10, 2),
+    ("paper darts_fd", PAPER, "darts_fd", 10, 2),
+    ("paper first_order bf16", {**PAPER, "compute_dtype": "bfloat16"}, "first_order", 10, 2),
+    ("paper unrolled", PAPER, "unrolled", 5, 1),
+    ("paper gdas", {**PAPER, "strategy": "gdas"}, "first_order", 20, None),
+    ("paper first_order grouped", {**PAPER, "impl": "grouped"}, "first_order", 10, 2),
+    ("small weight", SMALL, "weight", 10, 2),
+    ("small darts_fd", SMALL, "darts_fd", 10, 2),
+    ("small unrolled", SMALL, "unrolled", 10, 2),
+    ("paper pcdarts", {**PAPER, "strategy": "pcdarts"}, "first_order", 10, 2),
+    ("paper random_ws", {**PAPER, "strategy": "random_ws"}, "first_order", 20, None),
+    ("paper weight", PAPER, "weight", 10, 2),
+    ("paper first_order reference", {**PAPER, "impl": "reference"}, "first_order", 10, 2),
+    ("paper implicit", PAPER, "implicit", 5, 1),
+    ("paper enas", {**PAPER, "strategy": "enas"}, "first_order", 20, None),
+]
+
+TINY = dict(channels=4, layers=2, batch_size=4)
+
+
+def case_config(overrides: dict, tiny: bool):
+    config = config_lib.get_config()
+    for key, value in {**overrides, **(TINY if tiny else {})}.items():
+        setattr(config, key, value)
+    return config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="JSON lines file (appended)")
+    parser.add_argument("--deadline", type=float, default=float("inf"), help="start no case after this many seconds")
+    parser.add_argument("--tiny", action="store_true", help="every case at C=4, 2 cells, batch 4 (smoke test)")
+    parser.add_argument("--only", default="", help="comma-separated case names (default: all)")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    environment = {"jax": jax.__version__, "python": platform.python_version(),
+                   "devices": [str(d) for d in jax.devices()],
+                   "device_kind": jax.devices()[0].device_kind}
+    print(json.dumps(environment), flush=True)
+    with open(args.out, "a") as out:
+        out.write(json.dumps({"environment": environment}) + "\n")
+        for name, overrides, step, repeats, warmup in CASES:
+            if only and name not in only:
+                continue
+            if time.perf_counter() - start > args.deadline:
+                print(f"{name}: skipped (deadline)", flush=True)
+                continue
+            t0 = time.perf_counter()
+            try:
+                r = bench.run(case_config(overrides, args.tiny), step, repeats=repeats,
+                              warmup=1 if args.tiny else warmup)
+            except Exception as e:  # noqa: BLE001 - record it and go on with the next case
+                traceback.print_exc()
+                r = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+            r = {"case": name, "wall_seconds": round(time.perf_counter() - t0, 1), **r}
+            out.write(json.dumps(r) + "\n")
+            out.flush()
+            print(json.dumps(r), flush=True)
+    print(f"{'case':32s} {'compile s':>10s} {'step s':>9s} {'images/s':>9s} {'step MB':>9s}")
+    with open(args.out) as f:
+        for line in f:
+            r = json.loads(line)
+            if "case" in r:
+                print(f"{r['case']:32s} {r.get('compile_seconds', '-')!s:>10s} {r.get('step_seconds', '-')!s:>9s} "
+                      f"{r.get('images_per_second', '-')!s:>9s} {r.get('step_memory_mb', '-')!s:>9s} "
+                      f"{r.get('error', '')}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
