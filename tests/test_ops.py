@@ -1,5 +1,6 @@
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from jax.test_util import check_grads
 
 from jaxnas.nn import depthwise
-from jaxnas.nn.ops import BatchNorm, FactorizedReduce, Pool, SepConv, darts_op
+from jaxnas.nn.ops import BatchNorm, FactorizedReduce, Pool, SepConv, avg_pool_excluding_padding, darts_op
 
 
 def test_avg_pool_does_not_count_padding():
@@ -112,3 +113,17 @@ def test_fast_depthwise_ops_equal_the_plain_ones(name, stride):
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
     np.testing.assert_allclose(loss(fast, v["params"], x), loss(plain, v["params"], x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("size,window,stride,padding", [
+    ((8, 8), (3, 3), (1, 1), ((1, 1), (1, 1))),
+    ((7, 9), (3, 3), (2, 2), ((1, 1), (1, 1))),
+    ((8, 8), (5, 5), (3, 3), "VALID"),  # the CIFAR auxiliary head
+    ((7, 7), (5, 5), (2, 2), "VALID"),  # the ImageNet one
+])
+def test_avg_pool_excluding_padding_equals_flax_keeps_the_dtype_and_differentiates(size, window, stride, padding):
+    x = jax.random.normal(jax.random.key(0), (2, *size, 3), jnp.float64)
+    want = nn.avg_pool(x, window, strides=stride, padding=padding, count_include_pad=False)
+    np.testing.assert_allclose(avg_pool_excluding_padding(x, window, stride, padding), want, rtol=1e-14)
+    assert avg_pool_excluding_padding(x.astype(jnp.bfloat16), window, stride, padding).dtype == jnp.bfloat16
+    check_grads(lambda x: avg_pool_excluding_padding(x, window, stride, padding), (x,), order=2, modes=("fwd", "rev"))

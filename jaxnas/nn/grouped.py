@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.nn.depthwise import depthwise
-from jaxnas.nn.ops import BatchNorm, torch_default_init
+from jaxnas.nn.ops import BatchNorm, avg_pool_excluding_padding, torch_default_init
 from jaxnas.spaces.darts import PRIMITIVES
 
 Array = jax.Array
@@ -122,7 +122,7 @@ class EdgeGroup(nn.Module):
         flat = sources.reshape(n, h, w, m * c)
         win = dict(strides=(s, s), padding=((1, 1), (1, 1)))
         pooled = jnp.stack(
-            [nn.max_pool(flat, (3, 3), **win), nn.avg_pool(flat, (3, 3), count_include_pad=False, **win)],
+            [nn.max_pool(flat, (3, 3), **win), avg_pool_excluding_padding(flat, (3, 3), **win)],
             axis=3,
         )
         pooled = bn(per_edge(pooled.reshape(pooled.shape[:4] + (m, c))), "pool_bn")

@@ -16,6 +16,7 @@ from jaxnas.nn.ops import (
     BatchNorm,
     FactorizedReduce,
     ReLUConvBN,
+    avg_pool_excluding_padding,
     conv,
     darts_op,
     torch_bias_init,
@@ -87,7 +88,7 @@ class AuxiliaryHead(nn.Module):
     def __call__(self, x: Array, train: bool) -> Array:
         x = nn.relu(x)
         stride = 2 if self.imagenet else 3
-        x = nn.avg_pool(x, (5, 5), strides=(stride, stride), padding="VALID", count_include_pad=False)
+        x = avg_pool_excluding_padding(x, (5, 5), strides=(stride, stride), padding="VALID")
         x = conv(128, 1, name="conv1")(x)
         x = nn.relu(BatchNorm(axis_name=self.axis_name, name="bn1")(x, train))
         x = conv(768, 2, name="conv2")(x)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Array = jax.Array
@@ -241,7 +242,28 @@ class Pool(nn.Module):
         s = (self.stride, self.stride)
         if self.kind == "max":
             return nn.max_pool(x, (3, 3), strides=s, padding=((1, 1), (1, 1)))
-        return nn.avg_pool(x, (3, 3), strides=s, padding=((1, 1), (1, 1)), count_include_pad=False)
+        return avg_pool_excluding_padding(x, (3, 3), strides=s, padding=((1, 1), (1, 1)))
+
+
+def _window_counts(size: int, window: int, stride: int, pad: tuple[int, int]) -> np.ndarray:
+    """How many of each output's `window` inputs along one axis are real (not padding)."""
+    starts = np.arange((size + sum(pad) - window) // stride + 1) * stride - pad[0]
+    return np.minimum(starts + window, size) - np.maximum(starts, 0)
+
+
+def avg_pool_excluding_padding(x: Array, window: tuple[int, int], strides: tuple[int, int],
+                               padding: str | tuple[tuple[int, int], tuple[int, int]]) -> Array:
+    """PyTorch's `count_include_pad=False` average pool of an NHWC `x`, in `x`'s dtype.
+
+    The divisors are constants of the shapes, so they are computed here, not pooled from ones at run
+    time; flax's `avg_pool` does that in float32 and so returns float32 for a bfloat16 input, which
+    lifts everything after it to float32.
+    """
+    pads = ((0, 0), (0, 0)) if padding == "VALID" else tuple(padding)
+    sums = lax.reduce_window(x, np.zeros((), x.dtype), lax.add, (1, *window, 1), (1, *strides, 1),
+                             ((0, 0), *pads, (0, 0)))
+    counts = np.outer(*(_window_counts(n, k, s, p) for n, k, s, p in zip(x.shape[1:3], window, strides, pads)))
+    return sums / jnp.asarray(counts[:, :, None], x.dtype)
 
 
 class Identity(nn.Module):
