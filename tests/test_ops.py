@@ -8,7 +8,15 @@ import pytest
 from jax.test_util import check_grads
 
 from jaxnas.nn import depthwise
-from jaxnas.nn.ops import BatchNorm, FactorizedReduce, Pool, SepConv, avg_pool_excluding_padding, darts_op
+from jaxnas.nn.ops import (
+    BatchNorm,
+    BatchNormStack,
+    FactorizedReduce,
+    Pool,
+    SepConv,
+    avg_pool_excluding_padding,
+    darts_op,
+)
 
 
 def test_avg_pool_does_not_count_padding():
@@ -127,3 +135,19 @@ def test_avg_pool_excluding_padding_equals_flax_keeps_the_dtype_and_differentiat
     np.testing.assert_allclose(avg_pool_excluding_padding(x, window, stride, padding), want, rtol=1e-14)
     assert avg_pool_excluding_padding(x.astype(jnp.bfloat16), window, stride, padding).dtype == jnp.bfloat16
     check_grads(lambda x: avg_pool_excluding_padding(x, window, stride, padding), (x,), order=2, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_stack_equals_batch_norm_of_the_stacked_tensors(train):
+    """Same outputs, statistics and variables layout as one BatchNorm over the stack on axis -3."""
+    keys = jax.random.split(jax.random.key(0), 5)
+    xs = [jax.random.normal(k, (4, 5, 5, 2, 3), jnp.float64) * (i + 1) + i for i, k in enumerate(keys[:3])]
+    stacked = jnp.stack(xs, axis=3)
+    bn, bns = BatchNorm(feature_axes=3), BatchNormStack(feature_axes=2)
+    variables = bn.init(keys[3], stacked, True)
+    assert jax.tree.map(jnp.shape, bns.init(keys[3], xs, True)) == jax.tree.map(jnp.shape, variables)
+    variables = jax.tree.map(lambda v: v + jax.random.uniform(keys[4], v.shape, v.dtype), variables)  # not 0/1
+    want, want_stats = bn.apply(variables, stacked, train, mutable=["batch_stats"])
+    got, got_stats = bns.apply(variables, xs, train, mutable=["batch_stats"])
+    np.testing.assert_allclose(jnp.stack(got, axis=3), want, rtol=1e-12, atol=1e-12)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), got_stats, want_stats)

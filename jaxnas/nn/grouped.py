@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.nn.depthwise import depthwise
-from jaxnas.nn.ops import BatchNorm, avg_pool_excluding_padding, torch_default_init
+from jaxnas.nn.ops import BatchNorm, BatchNormStack, avg_pool_excluding_padding, torch_default_init
 from jaxnas.spaces.darts import PRIMITIVES
 
 Array = jax.Array
@@ -97,14 +97,14 @@ class EdgeGroup(nn.Module):
         def per_edge(t):  # (..., m, C) -> (..., k, C)
             return jnp.repeat(t, per_source, axis=-2) if per_source > 1 else t
 
-        def bn(t, name):  # t: (N, H, W, ops, k, C)
-            return BatchNorm(False, feature_axes=3, axis_name=an, name=name)(t, train)
+        def bn(ts, name):  # ts: ops' (N, H, W, k, C) outputs; their statistics stacked (ops, k, C)
+            return BatchNormStack(False, feature_axes=2, axis_name=an, name=name)(ts, train)
 
-        def pw(ts, kernels):  # each op's pointwise convs, stacked on an op axis after the matmuls
-            # One matmul per op on its depthwise output as it is: stacking the inputs for one batched
-            # matmul over (op, edge) cost layout copies in and out of it (first-order step at the
-            # paper config 44.0 -> 28.9 s; C=8, 5 cells: 3.56 -> 3.47 s).
-            return jnp.stack([pointwise(t, kk) for t, kk in zip(ts, kernels)], axis=3)
+        def pw(ts, kernels):  # each op's pointwise convs: one matmul per op
+            # Each op's depthwise output goes to its own matmul as it is: stacking them for one batched
+            # matmul over (op, edge), and its output for one BN, cost layout copies (first-order step
+            # at the paper config 44.0 -> 28.9 s; C=8, 5 cells: 3.56 -> 3.47 s).
+            return [pointwise(t, kk) for t, kk in zip(ts, kernels)]
 
         relu_in = per_edge(nn.relu(sources))
         kernels = {name: ConvKernels(spec[0], spec[3], name=name)(k, c) for name, spec in CONV_OPS.items()}
@@ -113,21 +113,18 @@ class EdgeGroup(nn.Module):
             for name, (_, pad, dil, _) in CONV_OPS.items()
         ]
         first = bn(pw(first, [kernels[name][0][1] for name in CONV_OPS]), "conv_bn_a")
-        outputs = {name: first[:, :, :, i] for i, name in enumerate(CONV_OPS)}
+        outputs = dict(zip(CONV_OPS, first))
         second = [
             depthwise(nn.relu(outputs[name]), kernels[name][1][0], 1, CONV_OPS[name][1], 1) for name in SEP_OPS
         ]
         second = bn(pw(second, [kernels[name][1][1] for name in SEP_OPS]), "conv_bn_b")
-        outputs.update({name: second[:, :, :, i] for i, name in enumerate(SEP_OPS)})
+        outputs.update(zip(SEP_OPS, second))
 
         flat = sources.reshape(n, h, w, m * c)
         win = dict(strides=(s, s), padding=((1, 1), (1, 1)))
-        pooled = jnp.stack(
-            [nn.max_pool(flat, (3, 3), **win), avg_pool_excluding_padding(flat, (3, 3), **win)],
-            axis=3,
-        )
-        pooled = bn(per_edge(pooled.reshape(pooled.shape[:4] + (m, c))), "pool_bn")
-        outputs.update({name: pooled[:, :, :, i] for i, name in enumerate(POOL_OPS)})
+        pooled = [nn.max_pool(flat, (3, 3), **win), avg_pool_excluding_padding(flat, (3, 3), **win)]
+        pooled = bn([per_edge(p.reshape(p.shape[:3] + (m, c))) for p in pooled], "pool_bn")
+        outputs.update(zip(POOL_OPS, pooled))
 
         if s == 1:
             outputs["skip_connect"] = per_edge(sources)

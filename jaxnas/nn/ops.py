@@ -8,7 +8,8 @@ and weights are initialised with PyTorch's default distribution.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -32,6 +33,73 @@ def torch_bias_init(fan_in: int) -> Callable:
     return init
 
 
+def _pmean(x: Array, axis_name: str | None) -> Array:
+    return x if axis_name is None else lax.pmean(x, axis_name)
+
+
+def _batch_moments(xs: Sequence[Array], feature_axes: int, axis_name: str | None) -> tuple[Array, Array, Any]:
+    """Per-tensor batch mean and biased variance over all but the trailing `feature_axes` axes,
+    stacked on a leading axis (synchronised across devices with `axis_name`), and the count."""
+    axes = tuple(range(xs[0].ndim - feature_axes))
+    mean = _pmean(jnp.stack([jnp.mean(x, axes) for x in xs]), axis_name)
+    var = _pmean(jnp.stack([jnp.mean(jnp.square(x - mu), axes) for x, mu in zip(xs, mean)]), axis_name)
+    count = 1
+    for a in axes:
+        count *= xs[0].shape[a]
+    if axis_name is not None:
+        count = count * lax.psum(1, axis_name)
+    return mean, var, count
+
+
+def _update_running(ra_mean: Any, ra_var: Any, mean: Array, var: Array, count: Any, momentum: float) -> None:
+    """PyTorch's running statistics update (the variance unbiased). Statistics keep their own dtype
+    whatever the input's (GDAS's switch needs every branch to return them unchanged in type)."""
+    unbiased = var * (count / max(count - 1, 1))
+    dtype = ra_mean.value.dtype
+    ra_mean.value = ((1 - momentum) * ra_mean.value + momentum * lax.stop_gradient(mean)).astype(dtype)
+    ra_var.value = ((1 - momentum) * ra_var.value + momentum * lax.stop_gradient(unbiased)).astype(dtype)
+
+
+class BatchNormStack(nn.Module):
+    """BatchNorm with PyTorch semantics of several same-shaped tensors, each by its own statistics
+    (over all but the trailing `feature_axes` axes) and affine parameters, stored stacked on a
+    leading axis.
+
+    Why stacked variables without a stacked input: the grouped and scanned supernets normalise the
+    outputs of several ops at once, and building their stack in memory is a copy (a layout pass
+    over every activation) that this avoids. With `axis_name`, batch statistics are averaged
+    across devices (synchronised BN), so a data-parallel step equals the one-device step.
+    """
+
+    affine: bool = True
+    momentum: float = 0.1
+    epsilon: float = 1e-5
+    feature_axes: int = 1
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, xs: Sequence[Array], train: bool) -> list[Array]:
+        features = (len(xs),) + xs[0].shape[xs[0].ndim - self.feature_axes :]
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
+        if train:
+            mean, var, count = _batch_moments(xs, self.feature_axes, self.axis_name)
+            if not self.is_initializing():
+                _update_running(ra_mean, ra_var, mean, var, count, self.momentum)
+        else:
+            mean, var = ra_mean.value, ra_var.value
+        dtype = xs[0].dtype
+        inv = lax.rsqrt(var.astype(dtype) + self.epsilon)
+        if self.affine:
+            inv = inv * self.param("scale", nn.initializers.ones, features, jnp.float32).astype(dtype)
+            bias = self.param("bias", nn.initializers.zeros, features, jnp.float32).astype(dtype)
+        ys = []
+        for i, x in enumerate(xs):
+            y = (x - mean[i].astype(dtype)) * inv[i]
+            ys.append(y + bias[i] if self.affine else y)
+        return ys
+
+
 class BatchNorm(nn.Module):
     """BatchNorm with PyTorch semantics over all but the trailing `feature_axes` axes.
 
@@ -52,25 +120,10 @@ class BatchNorm(nn.Module):
         ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
         ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
         if train:
-            axes = tuple(range(x.ndim - self.feature_axes))
-            mean = jnp.mean(x, axes)
-            if self.axis_name is not None:
-                mean = lax.pmean(mean, self.axis_name)
-            var = jnp.mean(jnp.square(x - mean), axes)
-            count = 1
-            for a in axes:
-                count *= x.shape[a]
-            if self.axis_name is not None:
-                var = lax.pmean(var, self.axis_name)
-                count = count * lax.psum(1, self.axis_name)
+            mean, var, count = _batch_moments([x], self.feature_axes, self.axis_name)
+            mean, var = mean[0], var[0]
             if not self.is_initializing():
-                m = self.momentum
-                unbiased = var * (count / max(count - 1, 1))
-                # Statistics keep their own dtype whatever the input's (GDAS's switch needs every
-                # branch to return them unchanged in type).
-                dtype = ra_mean.value.dtype
-                ra_mean.value = ((1 - m) * ra_mean.value + m * lax.stop_gradient(mean)).astype(dtype)
-                ra_var.value = ((1 - m) * ra_var.value + m * lax.stop_gradient(unbiased)).astype(dtype)
+                _update_running(ra_mean, ra_var, mean, var, count, self.momentum)
         else:
             mean, var = ra_mean.value, ra_var.value
         y = (x - mean.astype(x.dtype)) * lax.rsqrt(var.astype(x.dtype) + self.epsilon)
