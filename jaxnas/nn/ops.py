@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxnas.parallel import cross_device_mean
+
 Array = jax.Array
 
 # PyTorch's default for conv and linear weights (kaiming_uniform with a=sqrt(5)): U(±1/sqrt(fan_in)).
@@ -33,16 +35,12 @@ def torch_bias_init(fan_in: int) -> Callable:
     return init
 
 
-def _pmean(x: Array, axis_name: str | None) -> Array:
-    return x if axis_name is None else lax.pmean(x, axis_name)
-
-
 def _batch_moments(xs: Sequence[Array], feature_axes: int, axis_name: str | None) -> tuple[Array, Array, Any]:
     """Per-tensor batch mean and biased variance over all but the trailing `feature_axes` axes,
     stacked on a leading axis (synchronised across devices with `axis_name`), and the count."""
     axes = tuple(range(xs[0].ndim - feature_axes))
-    mean = _pmean(jnp.stack([jnp.mean(x, axes) for x in xs]), axis_name)
-    var = _pmean(jnp.stack([jnp.mean(jnp.square(x - mu), axes) for x, mu in zip(xs, mean)]), axis_name)
+    mean = cross_device_mean(jnp.stack([jnp.mean(x, axes) for x in xs]), axis_name)
+    var = cross_device_mean(jnp.stack([jnp.mean(jnp.square(x - mu), axes) for x, mu in zip(xs, mean)]), axis_name)
     count = 1
     for a in axes:
         count *= xs[0].shape[a]
@@ -60,7 +58,45 @@ def _update_running(ra_mean: Any, ra_var: Any, mean: Array, var: Array, count: A
     ra_var.value = ((1 - momentum) * ra_var.value + momentum * lax.stop_gradient(unbiased)).astype(dtype)
 
 
-class BatchNormStack(nn.Module):
+class _BatchNormBase(nn.Module):
+    """What `BatchNorm` and `BatchNormStack` share: their fields and `normalise`."""
+
+    affine: bool = True
+    momentum: float = 0.1
+    epsilon: float = 1e-5
+    feature_axes: int = 1
+    axis_name: str | None = None
+
+    def normalise(self, xs: Sequence[Array], variable_shape: tuple[int, ...], train: bool) -> list[Array]:
+        """Each of the same-shaped `xs` by its own statistics and affine parameters, whose
+        variables (shape `variable_shape`) hold all of them; called from the subclass's
+        `__call__`."""
+        per_tensor = (len(xs),) + xs[0].shape[xs[0].ndim - self.feature_axes :]
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, variable_shape, jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, variable_shape, jnp.float32)
+        if train:
+            mean, var, count = _batch_moments(xs, self.feature_axes, self.axis_name)
+            if not self.is_initializing():
+                _update_running(ra_mean, ra_var, mean.reshape(variable_shape), var.reshape(variable_shape), count,
+                                self.momentum)
+        else:
+            mean, var = ra_mean.value.reshape(per_tensor), ra_var.value.reshape(per_tensor)
+        dtype = xs[0].dtype
+        if self.affine:
+            scale = self.param("scale", nn.initializers.ones, variable_shape, jnp.float32).reshape(per_tensor)
+            bias = self.param("bias", nn.initializers.zeros, variable_shape, jnp.float32).reshape(per_tensor)
+        inv = lax.rsqrt(var.astype(dtype) + self.epsilon)
+        ys = []
+        for i, x in enumerate(xs):
+            y = (x - mean[i].astype(dtype)) * inv[i]
+            if self.affine:
+                y = y * scale[i].astype(dtype)
+                y = y + bias[i].astype(dtype)
+            ys.append(y)
+        return ys
+
+
+class BatchNormStack(_BatchNormBase):
     """BatchNorm with PyTorch semantics of several same-shaped tensors, each by its own statistics
     (over all but the trailing `feature_axes` axes) and affine parameters, stored stacked on a
     leading axis.
@@ -71,36 +107,12 @@ class BatchNormStack(nn.Module):
     across devices (synchronised BN), so a data-parallel step equals the one-device step.
     """
 
-    affine: bool = True
-    momentum: float = 0.1
-    epsilon: float = 1e-5
-    feature_axes: int = 1
-    axis_name: str | None = None
-
     @nn.compact
     def __call__(self, xs: Sequence[Array], train: bool) -> list[Array]:
-        features = (len(xs),) + xs[0].shape[xs[0].ndim - self.feature_axes :]
-        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
-        ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
-        if train:
-            mean, var, count = _batch_moments(xs, self.feature_axes, self.axis_name)
-            if not self.is_initializing():
-                _update_running(ra_mean, ra_var, mean, var, count, self.momentum)
-        else:
-            mean, var = ra_mean.value, ra_var.value
-        dtype = xs[0].dtype
-        inv = lax.rsqrt(var.astype(dtype) + self.epsilon)
-        if self.affine:
-            inv = inv * self.param("scale", nn.initializers.ones, features, jnp.float32).astype(dtype)
-            bias = self.param("bias", nn.initializers.zeros, features, jnp.float32).astype(dtype)
-        ys = []
-        for i, x in enumerate(xs):
-            y = (x - mean[i].astype(dtype)) * inv[i]
-            ys.append(y + bias[i] if self.affine else y)
-        return ys
+        return self.normalise(xs, (len(xs),) + xs[0].shape[xs[0].ndim - self.feature_axes :], train)
 
 
-class BatchNorm(nn.Module):
+class BatchNorm(_BatchNormBase):
     """BatchNorm with PyTorch semantics over all but the trailing `feature_axes` axes.
 
     `feature_axes=2` normalises a stack of edges `(..., edges, C)` per edge and channel, which is
@@ -108,29 +120,9 @@ class BatchNorm(nn.Module):
     devices (synchronised BN), so a data-parallel step equals the one-device step.
     """
 
-    affine: bool = True
-    momentum: float = 0.1
-    epsilon: float = 1e-5
-    feature_axes: int = 1
-    axis_name: str | None = None
-
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
-        features = x.shape[x.ndim - self.feature_axes :]
-        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
-        ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
-        if train:
-            mean, var, count = _batch_moments([x], self.feature_axes, self.axis_name)
-            mean, var = mean[0], var[0]
-            if not self.is_initializing():
-                _update_running(ra_mean, ra_var, mean, var, count, self.momentum)
-        else:
-            mean, var = ra_mean.value, ra_var.value
-        y = (x - mean.astype(x.dtype)) * lax.rsqrt(var.astype(x.dtype) + self.epsilon)
-        if self.affine:
-            y = y * self.param("scale", nn.initializers.ones, features, jnp.float32).astype(x.dtype)
-            y = y + self.param("bias", nn.initializers.zeros, features, jnp.float32).astype(x.dtype)
-        return y
+        return self.normalise([x], x.shape[x.ndim - self.feature_axes :], train)[0]
 
 
 def conv(
