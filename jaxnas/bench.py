@@ -18,6 +18,7 @@ included); step memory is XLA's buffer assignment for the step (what it needs on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -73,9 +74,11 @@ def default_warmup(config: ml_collections.ConfigDict) -> int:
 
 
 def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int = 5,
-        warmup: int | None = None) -> dict:
+        warmup: int | None = None, exclusive: contextlib.AbstractContextManager | None = None) -> dict:
     """Compile and time one step of the search `config` on random data of its image shape;
-    `warmup` untimed steps first (default: `default_warmup(config)`)."""
+    `warmup` untimed steps first (default: `default_warmup(config)`). `exclusive` is held while the
+    steps run (warm-up and timed), so that benchmark processes sharing one accelerator can compile
+    at the same time without overlapping their timed steps."""
     step = step or config.estimator
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; valid steps: {', '.join(STEPS)}")
@@ -94,12 +97,16 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     batches = [(jax.random.normal(k, (batch_size, *shape), jnp.float32), jnp.arange(batch_size) % num_classes)
                for k in keys]
     # The search's own setup (strategy, cost penalty, warm-up and all), as `python -m jaxnas.search` builds it.
+    t0 = time.perf_counter()
     setup = search_setup(config, space, num_classes, tuple(shape), steps_per_epoch=100)
     search_step = weight_step(setup.net, setup.weight_opt, setup.forward) if step == "weight" else setup.step
     train = tuple(batches[i % 2] for i in range(config_lib.train_batches_per_step(config)))
     init = setup.init
+    setup_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
     mesh = data_mesh()
-    state = replicate(init(), mesh)
+    state = jax.block_until_ready(replicate(init(), mesh))
+    init_seconds = time.perf_counter() - t0
     train, val = shard_batch(train, mesh), shard_batch(batches[2], mesh)
     fn = data_parallel(search_step, mesh)
     t0 = time.perf_counter()
@@ -107,15 +114,16 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     compile_seconds = time.perf_counter() - t0
     step_memory = _step_memory_mb(compiled)
     kernels = _fusion_count(compiled)
-    for _ in range(warmup):
-        state, metrics = compiled(state, train, val)
-        jax.block_until_ready(metrics)
     times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        state, metrics = compiled(state, train, val)
-        jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - t0)
+    with exclusive or contextlib.nullcontext():
+        for _ in range(warmup):
+            state, metrics = compiled(state, train, val)
+            jax.block_until_ready(metrics)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            state, metrics = compiled(state, train, val)
+            jax.block_until_ready(metrics)
+            times.append(time.perf_counter() - t0)
     step_seconds = float(np.median(times))
     return {
         "config": dict(space=config.space, dataset=config.dataset, image_shape=list(shape), channels=config.channels,
@@ -123,8 +131,11 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
                        impl=config.impl, remat=config.remat,
                        strategy=config.strategy),
         "device": f"{jax.devices()[0].platform} x{jax.device_count()}",
+        "setup_seconds": round(setup_seconds, 2),
+        "init_seconds": round(init_seconds, 2),
         "compile_seconds": round(compile_seconds, 2),
         "step_seconds": round(step_seconds, 5),
+        "step_seconds_min": round(min(times), 5),
         "images_per_second": round(batch_size / step_seconds, 1),
         "timed_steps": repeats,
         "warmup_steps": warmup,
