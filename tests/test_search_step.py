@@ -180,3 +180,32 @@ def test_bfloat16_compute_keeps_float32_state_and_follows_the_float32_step():
     c.compute_dtype = "float16"
     with pytest.raises(ConfigError, match="unknown compute_dtype 'float16'; valid choices: float32, bfloat16"):
         config_lib.validate(c)
+
+
+ON_HOST_CHECK = """
+import jax, numpy as np
+from jaxnas.parallel import on_host_cpu
+seen = []
+def init():
+    key = jax.random.key(3)
+    return {"x": jax.random.normal(key, (5,)), "key": jax.random.split(key)[0]}
+def jitted_init():  # where the jitted computation ran, read off its output
+    out = jax.jit(init)()
+    seen.append(out["x"].devices())
+    return out
+with jax.default_device(jax.devices()[1]):  # stands in for an accelerator as the default device
+    out = on_host_cpu(jitted_init, jax.devices()[1])()
+want = init()
+assert seen[0] == {jax.local_devices(backend="cpu")[0]} != {jax.devices()[1]}, seen
+assert out["x"].devices() == {jax.devices()[1]} and out["key"].devices() == {jax.devices()[1]}
+np.testing.assert_array_equal(out["x"], want["x"])
+assert jax.random.key_data(out["key"]).tolist() == jax.random.key_data(want["key"]).tolist()
+print("ok")
+"""
+
+
+def test_on_host_cpu_computes_on_the_host_and_places_the_result_on_the_device():
+    """Initialisation on an accelerator runs on the host CPU: computed there, keys included, then moved."""
+    out = subprocess.run([sys.executable, "-c", ON_HOST_CHECK], capture_output=True, text=True, timeout=300,
+                         env=subprocess_env(devices=2, PYTHONPATH=ROOT))
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

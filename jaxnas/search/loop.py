@@ -33,6 +33,7 @@ from jaxnas.parallel import (
     data_parallel,
     data_parallel_sum,
     host_batch,
+    on_host_cpu,
     replicate,
     replicated_shapes,
 )
@@ -136,10 +137,10 @@ def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, ima
             alpha_betas=(config.alpha_b1, config.alpha_b2), alpha_weight_decay=config.alpha_weight_decay,
             axis_name=axis_name, alpha_penalty=penalty, forward_options=forward,
             alpha_warmup_steps=config.alpha_warmup_epochs * steps_per_epoch)
-    alpha_rng, weight_rng = jax.random.split(jax.random.key(config.seed))
-    sample = jnp.zeros((2, *image_shape), jnp.float32)
 
     def init_fn():
+        alpha_rng, weight_rng = jax.random.split(jax.random.key(config.seed))
+        sample = jnp.zeros((2, *image_shape), jnp.float32)
         return init_state(space.supernet(num_classes), strategy.init_alphas(config, space, alpha_rng), sample,
                           weight_rng, w_opt, a_opt, net_alphas=space.init_alphas(alpha_rng))
 
@@ -149,6 +150,8 @@ def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, ima
     # NB201, chain) run it eagerly: 15 s at C=8, 5 cells, where compiling took 80 s to minutes.
     stacked = space.name == "darts" and space.impl in ("scanned", "grouped") and space.mixing == "softmax"
     init = jax.jit(init_fn, compiler_options=FAST_COMPILE) if stacked else init_fn
+    if jax.default_backend() != "cpu":  # see `on_host_cpu`; the same threefry bits on every backend
+        init = on_host_cpu(init)
     return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt, costs, forward)
 
 
