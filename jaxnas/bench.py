@@ -13,7 +13,8 @@ data of the data set's image shape (read from TFDS metadata, nothing downloaded)
 default is the config's estimator. Times are medians after warm-up steps (1, or 50 where edges run
 behind a switch: GDAS and the sampling strategies, whose branches are slow the first time they run); compile time is
 `jit(...).lower(...).compile()` wall time; peak memory is the process's peak RSS (compiler
-included); step memory is XLA's buffer assignment for the step (what it needs on a device).
+included); step memory is XLA's buffer assignment for the step (what it needs on a device). The time
+to build the search setup and to initialise the state (once per run) is reported beside them.
 """
 
 from __future__ import annotations
