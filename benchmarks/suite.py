@@ -83,18 +83,19 @@ def file_lock(path: str):
 
 def run_workers(args: argparse.Namespace, names: list[str]) -> None:
     """Deal `names` out in turn to `args.workers` child processes sharing one timing lock; wait for all."""
-    lock = args.lock or os.path.join(tempfile.mkdtemp(prefix="jaxnas-suite-"), "timing.lock")
     env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "false")}
-    children = []
-    for w in range(args.workers):
-        share = names[w::args.workers]
-        if not share:
-            continue
-        cmd = [sys.executable, os.path.abspath(__file__), f"--out={args.out}", f"--deadline={args.deadline}",
-               f"--only={','.join(share)}", f"--lock={lock}", f"--worker-id={w}"] + (["--tiny"] if args.tiny else [])
-        children.append(subprocess.Popen(cmd, env=env))
-    for child in children:
-        child.wait()
+    with tempfile.TemporaryDirectory(prefix="jaxnas-suite-") as scratch:
+        lock = args.lock or os.path.join(scratch, "timing.lock")
+        children = []
+        for w in range(args.workers):
+            share = names[w::args.workers]
+            if not share:
+                continue
+            cmd = [sys.executable, os.path.abspath(__file__), f"--out={args.out}", f"--deadline={args.deadline}",
+                   f"--only={','.join(share)}", f"--lock={lock}", f"--worker-id={w}"]
+            children.append(subprocess.Popen(cmd + (["--tiny"] if args.tiny else []), env=env))
+        for child in children:
+            child.wait()
 
 
 def print_table(path: str) -> None:
