@@ -17,14 +17,12 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jaxnas.data import cifar
 from jaxnas.data import digits as _digits  # noqa: F401  (registers the offline `digits` builder)
+from jaxnas.data.errors import DataError
 from jaxnas.parallel import barrier
 
 OFFLINE = ("digits",)
-
-
-class DataError(ValueError):
-    """A data set that is unknown, not an image classification set, or not available."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +41,9 @@ class ImageSet:
 
 
 def tfds_builder(name: str, data_dir: str | None):
+    """The TFDS builder of `name`: jaxnas's own TensorFlow-free one for CIFAR-10/100, else TFDS's."""
+    if name in cifar.BUILDERS:
+        return cifar.BUILDERS[name](data_dir=data_dir or None, file_format="array_record")
     try:
         builder = tfds.builder(name, data_dir=data_dir or None, file_format="array_record")
     except tfds.core.registered.DatasetNotFoundError:
@@ -107,6 +108,8 @@ def _prepare(builder, name: str, download: bool) -> None:
         raise DataError(f"data set {name!r} is not prepared in {builder.data_dir} and downloads are off")
     try:
         builder.download_and_prepare()
+    except DataError:
+        raise
     except Exception as e:  # network, missing TensorFlow for Image features, disk: say which set failed
         raise DataError(f"could not prepare data set {name!r} in {builder.data_dir}: "
                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
