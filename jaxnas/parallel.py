@@ -17,6 +17,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxnas import xla_workarounds
+
 DATA_AXIS = "data"
 
 
@@ -123,7 +125,8 @@ def data_parallel(step: Callable, mesh: Mesh, donate_state: bool = True, replica
         )
         return mapped(state, *args)
 
-    return jax.jit(wrapped, donate_argnums=(0,) if donate_state else ())
+    wrapped.__name__ = f"data_parallel_{getattr(step, '__name__', 'step')}"  # the name XLA's dumps and profiles show
+    return xla_workarounds.jit(wrapped, donate_argnums=(0,) if donate_state else ())
 
 
 def data_parallel_sum(fn: Callable, mesh: Mesh) -> Callable:
@@ -135,4 +138,5 @@ def data_parallel_sum(fn: Callable, mesh: Mesh) -> Callable:
                                check_vma=False)
         return mapped(state, *batches)
 
-    return jax.jit(wrapped)
+    wrapped.__name__ = f"data_parallel_sum_{getattr(fn, '__name__', 'fn')}"
+    return xla_workarounds.jit(wrapped)

@@ -1,37 +1,88 @@
-"""XLA flags that keep known compiler bugs and costly defaults out of jaxnas's steps.
+"""XLA options that keep known compiler bugs and costly defaults out of jaxnas's steps.
 
-XLA must read them before it creates its first backend, so `jaxnas/__init__.py` applies them on
-import; a flag the user already set in `XLA_FLAGS` (either value) is left as it is.
+They are passed with each compile of a step (`jit`), not through `XLA_FLAGS`: XLA reads `XLA_FLAGS`
+once, when its first backend starts, so flags set by a library would be silently ignored in every
+notebook or script that touched jax first. An option the user set in `XLA_FLAGS` (either value) is
+left to the user. Where the running XLA accepts none of an option's names, jaxnas warns once with
+the `XLA_FLAGS` line to set before jax starts.
 
-- `--xla_gpu_enable_triton_gemm=false`: jax 0.11.2's GPU compiler aborts the process on the DARTS
+- GPU, `xla_gpu_enable_triton_gemm=false`: jax 0.11.2's GPU compiler aborts the process on the DARTS
   supernet's search step (``triton_tiling_propagation.cc: Check failed: subdim_size_accumulator ==
-  dim_size``, openxla/xla#47381; seen on an H100, 2026-11-27) while fusing a matmul's operand into a
-  Triton GEMM. With Triton GEMMs off, XLA uses cuBLAS for those matmuls and the step compiles and
-  runs. The flag is a no-op on CPU and TPU.
-- `--xla_cpu_enable_concurrency_optimized_scheduler=false`: XLA:CPU's default scheduler favours
-  running independent operations side by side over memory. In a step that takes several gradients
-  through `lax.scan`s (every search step: two in first order, five in `darts_fd`) it schedules the
-  copies of every scan's zero-initialised residual stacks at the start, so each gradient's
-  residuals get memory of their own and the step's memory is their sum. XLA's memory-minimising
-  scheduler reuses it: at the DARTS paper config the `darts_fd` step needs 2.5 GB instead of 9.4 GB,
-  for steps 4-10 % slower (the README's "Step memory"). Set the flag to true to get XLA's default.
-  It must be a process flag: as a per-compile option XLA:CPU ignores it. A no-op on GPU and TPU.
+  dim_size``, openxla/xla#47381; seen on an H100) while fusing a matmul operand into a Triton GEMM.
+  Without Triton GEMMs, XLA uses cuBLAS for those matmuls.
+- CPU, the memory-minimising scheduler: XLA:CPU's default schedule favours running independent
+  operations side by side; in a step that takes several gradients through `lax.scan`s it gives each
+  gradient's scan residuals memory of their own (at the DARTS paper config, `darts_fd` needs 9.4 GB
+  instead of 2.5 GB, for steps 4-10 % faster; docs/design.md). XLA renamed the option: jax 0.7
+  knows `xla_cpu_enable_concurrency_optimized_scheduler=false`, newer versions
+  `xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED`.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
+from collections.abc import Callable
+from typing import Any
 
-WORKAROUND_FLAGS = {"xla_gpu_enable_triton_gemm": "false", "xla_cpu_enable_concurrency_optimized_scheduler": "false"}
+import jax
+import numpy as np
+
+# platform -> workaround -> the spellings of it that XLA versions know, newest first, each as
+# (per-compile option name, value, the same as an XLA_FLAGS flag).
+WORKAROUNDS: dict[str, dict[str, list[tuple[str, Any, str]]]] = {
+    "gpu": {"no Triton GEMM fusion (openxla/xla#47381)": [
+        ("xla_gpu_enable_triton_gemm", False, "--xla_gpu_enable_triton_gemm=false")]},
+    "cpu": {"the memory-minimising scheduler": [
+        ("xla_cpu_scheduler_type", "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
+         "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"),
+        ("xla_cpu_enable_concurrency_optimized_scheduler", False,
+         "--xla_cpu_enable_concurrency_optimized_scheduler=false")]},
+}
+PLATFORMS = {"cuda": "gpu", "rocm": "gpu", "gpu": "gpu", "cpu": "cpu"}
 
 
-def with_workarounds(xla_flags: str) -> str:
-    """`xla_flags` plus each workaround flag it does not set already."""
-    present = {f.lstrip("-").split("=", 1)[0] for f in xla_flags.split()}
-    added = [f"--{name}={value}" for name, value in WORKAROUND_FLAGS.items() if name not in present]
-    return " ".join([xla_flags.strip(), *added]).strip()
+def user_flags(xla_flags: str | None = None) -> set[str]:
+    """The option names the user set in `XLA_FLAGS`."""
+    flags = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
+    return {f.lstrip("-").split("=", 1)[0] for f in flags.split()}
 
 
-def apply_xla_workarounds() -> None:
-    """Add the workaround flags to this process's `XLA_FLAGS` (and so to its subprocesses')."""
-    os.environ["XLA_FLAGS"] = with_workarounds(os.environ.get("XLA_FLAGS", ""))
+@functools.cache
+def _accepted(name: str, value: Any) -> bool:
+    """Whether the default backend's XLA knows the option (one tiny compile)."""
+    try:
+        jax.jit(lambda x: x + 1).lower(np.float32(0)).compile(compiler_options={name: value})
+        return True
+    except Exception as e:  # XlaRuntimeError: "INVALID_ARGUMENT: No such compile option"
+        if "compile option" in str(e) or "INVALID_ARGUMENT" in str(e):
+            return False
+        raise
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
+def compiler_options() -> dict[str, Any]:
+    """The per-compile options of the workarounds for jax's default backend, in the spelling the
+    running XLA knows; none of those the user set in `XLA_FLAGS`."""
+    platform = PLATFORMS.get(jax.default_backend(), "other")
+    options, set_by_user = {}, user_flags()
+    for what, spellings in WORKAROUNDS.get(platform, {}).items():
+        if any(name in set_by_user for name, _, _ in spellings):
+            continue
+        usable = [(name, value) for name, value, _ in spellings if _accepted(name, value)]
+        if usable:
+            options.update([usable[0]])
+        else:
+            _warn_once(f"jaxnas could not apply the XLA workaround for {what} with this jax; set "
+                       f"XLA_FLAGS='{spellings[-1][2]}' before jax starts (the first line of a notebook or script)")
+    return options
+
+
+def jit(fun: Callable, **kwargs) -> jax.stages.Wrapped:
+    """`jax.jit` with the workarounds as per-compile options."""
+    return jax.jit(fun, compiler_options=compiler_options(), **kwargs)

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 from absl import logging
 
+from jaxnas import xla_workarounds
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.compilation import enable_compilation_cache
 from jaxnas.search import config as search_config
@@ -91,7 +92,7 @@ class _Estimators:
                                   val_batch, **extra)
             return d_alpha
 
-        return jax.jit(run)
+        return xla_workarounds.jit(run)
 
     def __call__(self, name: str, *args) -> tuple[Any, float, float]:
         """(dα, seconds of one call after compilation, compiled peak memory in MB)."""
