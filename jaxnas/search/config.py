@@ -160,8 +160,9 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
                               "latency table {op: cost}")
     for key in ("batch_size", "eval_batch_size"):
         if config[key] % device_count:
+            fits = -(-config[key] // device_count) * device_count
             raise ConfigError(f"{key} {config[key]} does not split over {device_count} devices; use a multiple "
-                              f"of {device_count}")
+                              f"of {device_count}, e.g. --config.{key}={fits}")
         if config[key] % process_count:
             raise ConfigError(f"{key} {config[key]} does not split over {process_count} processes")
 

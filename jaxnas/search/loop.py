@@ -37,6 +37,7 @@ from jaxnas.parallel import (
     replicate,
     replicated_shapes,
 )
+from jaxnas.preflight import log_preflight
 from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
 from jaxnas.search import config as config_lib
 from jaxnas.search import cost as cost_lib
@@ -161,6 +162,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     pid, pcount = jax.process_index(), jax.process_count()
     devices = jax.device_count()
     # Everything cheap is checked before data is read or anything compiles.
+    log_preflight(config.compute_dtype)
     config_lib.validate(config, devices, pcount)
     try:
         space = get_space(config.space, **config_lib.space_options(config))

@@ -25,6 +25,7 @@ from absl import logging
 from jaxnas import xla_workarounds
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.compilation import enable_compilation_cache
+from jaxnas.preflight import log_preflight
 from jaxnas.search import config as search_config
 from jaxnas.search import hypergrad
 from jaxnas.search import loop as search_loop
@@ -110,6 +111,7 @@ class _Estimators:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Run (or resume) the study `config` in `workdir`; returns the summary {estimator: {metric: median}}."""
+    log_preflight(None)  # the study computes in float32 or float64 on purpose
     config_lib.validate(config, jax.device_count(), jax.process_count())
     workdir = os.path.abspath(os.path.expanduser(workdir))
     os.makedirs(workdir, exist_ok=True)

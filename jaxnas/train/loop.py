@@ -33,6 +33,7 @@ from jaxnas.parallel import (
     replicate,
     replicated_shapes,
 )
+from jaxnas.preflight import log_preflight
 from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
 from jaxnas.search.config import ConfigError
 from jaxnas.spaces.darts import Genotype
@@ -95,6 +96,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Train (or resume, or report) `config` in `workdir`; returns result.json's content (or
     `{"stopped": True, ...}` when a signal ended it early)."""
     pid, pcount, devices = jax.process_index(), jax.process_count(), jax.device_count()
+    log_preflight(config.compute_dtype)
     config_lib.validate(config, devices, pcount)
     genotype = resolve_genotype(config.genotype)
     check_dataset(config.dataset, config.data_dir)
