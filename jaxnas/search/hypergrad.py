@@ -2,9 +2,12 @@
 
 Every estimator has the signature
 
-    estimate(loss_fn, w, alphas, inner_opt, inner_state, train_batches, val_batch, **hp) -> (dα, aux)
+    estimate(loss_fn, w, alphas, inner_opt, inner_state, train_batches, val_batch, *, xi, axis_name,
+             **hp) -> (dα, aux)
 
-with `loss_fn(w, alphas, batch) -> (loss, aux)` and `inner_opt` the optax transformation of the
+with `loss_fn(w, alphas, batch) -> (loss, aux)`, `xi` the current weight learning rate (every
+estimator takes it, so a loop can switch estimators; `darts_fd` uses it), and `inner_opt` the optax
+transformation of the
 weights *without* gradient clipping (as in DARTS): the second-order estimators differentiate
 through its real update (momentum and weight decay), not through a re-implementation.
 `train_batches` is a sequence (only `unrolled` uses more than the first). Hessian-vector products
@@ -15,6 +18,7 @@ global gradient exactly as a one-device run would.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +30,7 @@ from jax import lax
 from jaxnas.parallel import cross_device_mean as _mean
 
 LossFn = Callable[[Any, Any, Any], tuple[jax.Array, Any]]
+Estimate = tuple[Any, dict[str, jax.Array]]  # (dα, diagnostics: val_loss, hypergrad_norm, ...)
 
 
 def tree_dot(a, b) -> jax.Array:
@@ -53,14 +58,16 @@ def virtual_step(loss_fn, w, alphas, inner_opt, inner_state, batch, axis_name=No
     return optax.apply_updates(w, updates), new_state, loss
 
 
-def first_order(loss_fn, w, alphas, inner_opt, inner_state, train_batches, val_batch, axis_name=None):
-    """∇_α L_val(w, α): DARTS first order (w treated as constant)."""
+def first_order(loss_fn: LossFn, w, alphas, inner_opt: optax.GradientTransformation, inner_state,
+                train_batches: Sequence, val_batch, *, xi=None, axis_name: str | None = None) -> Estimate:
+    """∇_α L_val(w, α): DARTS first order (w treated as constant; `xi` unused)."""
     val_loss, d_alpha = _grad(loss_fn, 1, axis_name)(w, alphas, val_batch)
     return d_alpha, {"val_loss": val_loss, "hypergrad_norm": tree_norm(d_alpha)}
 
 
-def darts_fd(loss_fn, w, alphas, inner_opt, inner_state, train_batches, val_batch, xi, eps_scale=0.01,
-             axis_name=None):
+def darts_fd(loss_fn: LossFn, w, alphas, inner_opt: optax.GradientTransformation, inner_state,
+             train_batches: Sequence, val_batch, *, xi, eps_scale: float = 0.01,
+             axis_name: str | None = None) -> Estimate:
     """DARTS second order (paper eq. 7–8): the mixed second derivative by central differences.
 
     dα = ∇_α L_val(w', α) − ξ·[∇_α L_train(w⁺, α) − ∇_α L_train(w⁻, α)] / (2ε),
@@ -80,8 +87,11 @@ def darts_fd(loss_fn, w, alphas, inner_opt, inner_state, train_batches, val_batc
     return d_alpha, aux
 
 
-def unrolled(loss_fn, w, alphas, inner_opt, inner_state, train_batches, val_batch, steps=1, axis_name=None):
-    """Exact: `jax.grad` of α ↦ L_val(w_k(α), α), w_k after `steps` real optimizer steps."""
+def unrolled(loss_fn: LossFn, w, alphas, inner_opt: optax.GradientTransformation, inner_state,
+             train_batches: Sequence, val_batch, *, xi=None, steps: int = 1,
+             axis_name: str | None = None) -> Estimate:
+    """Exact: `jax.grad` of α ↦ L_val(w_k(α), α), w_k after `steps` real optimizer steps (their
+    learning rates come from `inner_opt`'s schedule; `xi` unused)."""
     if len(train_batches) < steps:
         raise ValueError(f"unrolled({steps}) needs {steps} train batches, got {len(train_batches)}")
 
@@ -115,12 +125,14 @@ def _inverse_hvp(hvp: Callable, v, method: str, iterations: int, step_size: floa
     raise ValueError(f"unknown implicit method {method!r}; valid methods: neumann, cg")
 
 
-def implicit(loss_fn, w, alphas, inner_opt, inner_state, train_batches, val_batch, method="cg", iterations=10,
-             step_size=0.01, tol=1e-10, axis_name=None):
+def implicit(loss_fn: LossFn, w, alphas, inner_opt: optax.GradientTransformation, inner_state,
+             train_batches: Sequence, val_batch, *, xi=None, method: str = "cg", iterations: int = 10,
+             step_size: float = 0.01, tol: float = 1e-10, axis_name: str | None = None) -> Estimate:
     """Implicit-function-theorem hypergradient at w (taken as ≈ w*(α)):
 
     dα = ∇_α L_val − ∇²_{αw} L_train · H⁻¹ ∇_w L_val, H = ∇²_w L_train,
-    H⁻¹ applied by a Neumann series (`iterations` terms, `step_size`) or CG (`iterations`, `tol`).
+    H⁻¹ applied by a Neumann series (`iterations` terms, `step_size`) or CG (`iterations`, `tol`);
+    `xi` unused.
     """
     train = train_batches[0]
     val_loss, (g_w, g_alpha) = _grad(loss_fn, (0, 1), axis_name)(w, alphas, val_batch)
@@ -136,13 +148,8 @@ _TABLE = {"first_order": first_order, "darts_fd": darts_fd, "unrolled": unrolled
 ESTIMATORS = tuple(_TABLE)
 
 
-def get_estimator(name: str, **hp: Any) -> Callable:
+def get_estimator(name: str, **hp: Any) -> Callable[..., Estimate]:
     """The estimator `name` with its hyperparameters bound; unknown names list the valid ones."""
     if name not in _TABLE:
         raise ValueError(f"unknown estimator {name!r}; valid estimators: {', '.join(ESTIMATORS)}")
-    fn = _TABLE[name]
-
-    def estimate(loss_fn, w, alphas, inner_opt, inner_state, train_batches: Sequence, val_batch, **more):
-        return fn(loss_fn, w, alphas, inner_opt, inner_state, train_batches, val_batch, **hp, **more)
-
-    return estimate
+    return functools.partial(_TABLE[name], **hp)

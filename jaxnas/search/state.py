@@ -23,6 +23,12 @@ class SearchState(flax.struct.PyTreeNode):
     rng: jax.Array
     nonfinite_steps: jax.Array  # how many steps were skipped for a non-finite loss or gradient
 
+    @property
+    def inner_opt_state(self) -> Any:
+        """The state of the inner optimizer (`weight_optimizer` without its clipping), which the
+        second-order estimators step through."""
+        return inner_state(self.weight_opt_state)
+
 
 def cosine_lr(lr: float, lr_min: float, epochs: int, steps_per_epoch: int, per_step: bool = False) -> Callable:
     """DARTS's CosineAnnealingLR(epochs, eta_min), stepped per epoch (or per step if `per_step`)."""
@@ -41,10 +47,15 @@ def inner_optimizer(schedule, momentum: float = 0.9, weight_decay: float = 3e-4)
 
 
 def weight_optimizer(schedule, momentum: float = 0.9, weight_decay: float = 3e-4, clip_norm: float = 5.0):
-    """Gradient-norm clipping, then the inner optimizer; `state[1]` is the inner optimizer's state."""
+    """Gradient-norm clipping, then the inner optimizer (`inner_state` reads its state)."""
     return optax.chain(optax.clip_by_global_norm(clip_norm), inner_optimizer(schedule, momentum, weight_decay))
 
 
 def alpha_optimizer(lr: float = 3e-4, b1: float = 0.5, b2: float = 0.999, weight_decay: float = 1e-3):
     """Adam with weight decay added to the gradient, as PyTorch's Adam does (not AdamW)."""
     return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr, b1=b1, b2=b2, eps=1e-8))
+
+
+def inner_state(weight_opt_state: Any) -> Any:
+    """The inner optimizer's part of a `weight_optimizer` state."""
+    return weight_opt_state[1]

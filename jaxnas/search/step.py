@@ -96,10 +96,9 @@ def make_search_step(
         alpha_forward, weight_forward = forward_options(state) if forward_options is not None else ({}, {})
         loss_fn = supernet_loss(net, state.batch_stats, **alpha_forward)
         lr = schedule(state.step - state.nonfinite_steps)  # the number of weight updates made so far
-        extra = {"xi": lr} if estimator == "darts_fd" else {}
         d_alpha, est = estimate(
-            loss_fn, state.params, state.alphas, inner, state.weight_opt_state[1], tuple(train_batches), val_batch,
-            axis_name=axis_name, **extra,
+            loss_fn, state.params, state.alphas, inner, state.inner_opt_state, tuple(train_batches), val_batch,
+            xi=lr, axis_name=axis_name,
         )
         if alpha_penalty is not None:
             d_alpha = jax.tree.map(jnp.add, d_alpha, jax.grad(alpha_penalty)(state.alphas))

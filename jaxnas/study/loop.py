@@ -88,9 +88,8 @@ class _Estimators:
         net, inner = self.net, self.inner
 
         def run(params, batch_stats, alphas, inner_state, train_batches, val_batch, xi):
-            extra = {"xi": xi} if kind == "darts_fd" else {}
             d_alpha, _ = estimate(supernet_loss(net, batch_stats), params, alphas, inner, inner_state, train_batches,
-                                  val_batch, **extra)
+                                  val_batch, xi=xi)
             return d_alpha
 
         return xla_workarounds.jit(run)
@@ -175,7 +174,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def _evaluate_step(config, names, estimators, setup, space, state, train, val, dtype) -> list[dict]:
     """Rows {estimator, metric, value} of every estimator at one state, against the reference."""
     params, stats, alphas = _cast(state.params, dtype), _cast(state.batch_stats, dtype), _cast(state.alphas, dtype)
-    inner_state = _cast(state.weight_opt_state[1], dtype)
+    inner_state = _cast(state.inner_opt_state, dtype)
     a_state = _cast(state.alpha_opt_state, dtype)
     xi = jnp.asarray(setup.schedule(state.step - state.nonfinite_steps), dtype)
 
