@@ -1,4 +1,4 @@
-"""`python -m jaxnas.bench`: the command the README's tables come from runs, takes config overrides
+"""`python -m jaxnas.bench`: the command docs/performance.md's tables come from runs, takes config overrides
 and reports what it measured; bad input is one line. A tiny chain supernet keeps it fast."""
 
 import json

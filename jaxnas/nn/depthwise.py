@@ -44,7 +44,7 @@ def depthwise_conv(x: Array, kernel: Array, stride: int, padding: int, dilation:
     transpose with respect to the kernel is a convolution already in XLA:CPU's canonical layout
     (b01f_01io->b01f), which runs on its fast (Eigen) path even inside a `lax.scan` body, where
     XLA does not canonicalise layouts itself. In the NHWC layout, inside a scan, it ran on XLA's
-    generic loop emitter: 8–30x slower (see the README).
+    generic loop emitter: 8–30x slower (see docs/performance.md).
     """
     n, h, w, k, c = x.shape
     ks = kernel.shape[1]

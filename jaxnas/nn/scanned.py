@@ -44,7 +44,7 @@ def scan_groups(reduction: bool, steps: int = STEPS) -> dict[str, list[int]]:
 # (ReLUs, depthwise sums, BatchNorms): a scan stores every residual of its body in stacked loop
 # buffers, which cost more memory traffic than recomputing these memory-bound ops. Measured at C=8,
 # 5 cells, batch 32: first-order step 3.66 -> 3.45 s, its memory 2.1 GB -> 0.6 GB, compile
-# 46 -> 33 s (recomputing everything: 3.62 s, 0.18 GB; see the README).
+# 46 -> 33 s (recomputing everything: 3.62 s, 0.18 GB; see docs/performance.md).
 RematEdge = nn.remat(EdgeGroup, static_argnums=(3,), policy=jax.checkpoint_policies.dots_saveable)
 
 
