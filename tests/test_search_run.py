@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import subprocess_env
+from helpers import flip_bytes, subprocess_env
 
 from jaxnas.search import loop
 from jaxnas.search.config import ConfigError, get_config
@@ -175,6 +175,24 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(shared, referenc
     r = _ok(_search(shared, workdir, *CHAIN))
     assert f"checkpoint {newest} failed to restore" in r.stderr
     assert os.listdir(os.path.join(workdir, "damaged"))  # set aside, not deleted
+    _assert_same_run(reference[0], workdir)
+
+
+@CHAIN_RESUME
+def test_flipped_bytes_in_the_newest_checkpoint_are_detected_and_the_run_recovers(shared, reference, tmp_path):
+    """16 inverted bytes in an array's data file: Orbax reads the checkpoint without an error; its
+    checksums reject it, it is set aside and the run resumes from the one before, exactly."""
+    workdir = str(tmp_path / "flipped")
+    shutil.copytree(reference[0], workdir)
+    for name in ("genotype.json", "alphas.npz"):
+        os.remove(os.path.join(workdir, name))
+    newest = _checkpoints(workdir)[-1]
+    flip_bytes(os.path.join(workdir, "checkpoints", str(newest)))
+    r = _ok(_search(shared, workdir, *CHAIN))
+    assert re.search(rf"checkpoint {newest} failed to restore \(DamagedCheckpoint: 1 leaf/leaves do not match their "
+                     r"checksums", r.stderr), r.stderr[-3000:]
+    assert [d.split("-")[0] for d in os.listdir(os.path.join(workdir, "damaged"))] == [str(newest)]
+    assert newest in _checkpoints(workdir)  # saved again from the resumed run
     _assert_same_run(reference[0], workdir)
 
 

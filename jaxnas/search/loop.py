@@ -237,7 +237,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     def save() -> None:
         flush()
-        ckpt.save(step, state, {"step": step, "sums": dataclasses.asdict(sums)})
+        ckpt.save(step, state, {"step": step, "sums": dataclasses.asdict(sums)},
+                  healthy=sums.consecutive_nonfinite == 0)
 
     last = None
     t_epoch = time.perf_counter()
@@ -264,7 +265,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 last = _end_epoch(config, space, strategy, workdir, writer, state, evaluate, context, search_val, mean,
                                   std, mesh, step // spe, step, sums, time.perf_counter() - t_epoch, devices,
                                   setup.costs)
-                sums = EpochSums.empty(step_metrics)
+                # A run of non-finite steps goes on across the epoch's end (`healthy`, max_nonfinite_steps).
+                sums = dataclasses.replace(EpochSums.empty(step_metrics),
+                                           consecutive_nonfinite=sums.consecutive_nonfinite)
                 save()
                 t_epoch = time.perf_counter()
             elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:

@@ -154,7 +154,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     def save() -> None:
         flush()
-        ckpt.save(step, state, {"step": step, "sums": dataclasses.asdict(sums)})
+        ckpt.save(step, state, {"step": step, "sums": dataclasses.asdict(sums)},
+                  healthy=sums.consecutive_nonfinite == 0)
 
     def test_totals() -> np.ndarray:
         totals = np.zeros(3)
@@ -191,7 +192,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                              record["epoch"], config.epochs, record["train_loss"], record["train_acc"],
                              record["test_loss"], record["test_acc"], record["seconds"])
                 writer.write(record, step)
-                sums = EpochSums.empty(STEP_METRICS)
+                # A run of non-finite steps goes on across the epoch's end (`healthy`, max_nonfinite_steps).
+                sums = dataclasses.replace(EpochSums.empty(STEP_METRICS),
+                                           consecutive_nonfinite=sums.consecutive_nonfinite)
                 save()
                 t_epoch = time.perf_counter()
             elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
