@@ -4,10 +4,23 @@ progress line with step rate and ETA. Only process 0 writes; the others get no-o
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
 from absl import logging
+
+
+def json_safe(value):
+    """`value` with every NaN/inf float replaced by None: JSON has no NaN or Infinity (Python's
+    json writes them, strict parsers refuse them), so a non-finite metric is written as null."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -42,7 +55,7 @@ class MetricsWriter:
         if not self.enabled:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
         for key, value in record.items():
             if isinstance(value, (int, float)) and key != "epoch":
                 self._tb.add_scalar(key, value, step)

@@ -6,6 +6,7 @@ the persistent compilation cache (one per test run, `conftest.xla_cache`) makes 
 """
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -236,6 +237,30 @@ def test_consecutive_nonfinite_steps_stop_with_a_clear_error(shared, tmp_path):
     with pytest.raises(loop.NonFiniteError, match="3 consecutive non-finite steps .* last good checkpoint is kept"):
         loop.run(config, workdir)
     assert _checkpoints(workdir) == []  # nothing non-finite was saved
+
+
+def test_an_all_nonfinite_epoch_is_logged_as_null_with_its_skipped_steps(shared, tmp_path, caplog):
+    """lr 1e30 makes the weights overflow after the first step and every later step non-finite; with
+    max_nonfinite_steps large the run goes on. Epoch 2 has no finite step: its means are null (not
+    0.0), its skipped steps are counted, and metrics.jsonl is strict JSON (no NaN/Infinity)."""
+    config = get_config()
+    config.update(dict(space="chain", channels=4, layers=2, batch_size=16, epochs=2, lr=1e30, clip_norm=1e30,
+                       max_nonfinite_steps=10**6, log_every_steps=10, checkpoint_every_steps=0,
+                       data_dir=shared["data_dir"], compilation_cache=shared["cache"], plots=False))
+    workdir = tmp_path / "nan"
+    caplog.set_level(logging.INFO, logger="absl")
+    loop.run(config, str(workdir))
+
+    def refuse(name):
+        raise ValueError(f"metrics.jsonl holds {name}, which is not JSON")
+
+    with open(workdir / "metrics.jsonl") as f:
+        first, second = [json.loads(line, parse_constant=refuse) for line in f]
+    spe = second["step"] - first["step"]
+    assert first["nonfinite_steps"] == spe - 1 and isinstance(first["train_loss"], float)  # only step 1 was finite
+    assert second["nonfinite_steps"] == spe
+    assert second["train_loss"] is None and second["train_acc"] is None and second["alpha_step_val_loss"] is None
+    assert "train loss nan acc nan" in caplog.text and f"{spe} of {spe} steps non-finite, skipped" in caplog.text
 
 
 def test_config_validation_names_valid_choices():

@@ -37,7 +37,7 @@ from jaxnas.parallel import (
     replicate,
     replicated_shapes,
 )
-from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
+from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir, skipped_note
 from jaxnas.search import config as config_lib
 from jaxnas.search import cost as cost_lib
 from jaxnas.search.config import ConfigError
@@ -374,9 +374,9 @@ def _end_epoch(config, space, strategy, workdir, writer, state, evaluate, contex
         record["expected_cost"] = float(cost_lib.expected_cost(alphas, costs))
         record["derived_cost"] = cost_lib.arch_cost(space, arch, costs)
     record = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in record.items()}
-    logging.info("epoch %d/%d: train loss %.4f acc %.4f | search-val acc %.4f | α entropy %.3f | %.1f s",
+    logging.info("epoch %d/%d: train loss %.4f acc %.4f | search-val acc %.4f | α entropy %.3f | %.1f s%s",
                  epoch, config.epochs, record["train_loss"], record["train_acc"], record["val_acc"],
-                 record["alpha_entropy"], seconds)
+                 record["alpha_entropy"], seconds, skipped_note(sums))
     if pid != 0:
         return record
     with open(os.path.join(workdir, "genotypes", f"epoch_{epoch:03d}.json"), "w") as f:
