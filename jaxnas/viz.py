@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 
 matplotlib.use("Agg")
@@ -129,5 +130,33 @@ def plot_alpha_history(history: Sequence[dict], op_names: dict, path: str, epoch
     fig.legend(handles, labels, loc="lower center", ncol=min(8, len(labels)), fontsize=7, frameon=False)
     fig.suptitle("softmax(α) per edge over epochs", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_metric_history(records: Sequence[dict], keys: Sequence[str], path: str,
+                        references: dict[str, dict[str, float]] | None = None) -> None:
+    """One panel per metric `key` of the per-epoch `records` (metrics.jsonl), over whole epochs,
+    with each of `references` (name -> {key: value}) as a dashed line: e.g. NB201's benchmark
+    accuracy of the derived cell against the best and the all-skip cells."""
+    references = references or {}
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.4), squeeze=False)
+    epochs = [r["epoch"] for r in records]
+    styles = ["--", ":", "-."]
+    for ax, key in zip(axes[0], keys):
+        values = [np.nan if r.get(key) is None else r[key] for r in records]
+        ax.plot(epochs, values, "o-", color="k", lw=1.4, ms=3, label="derived architecture")
+        for i, (name, ref) in enumerate(references.items()):
+            if key in ref:
+                ax.axhline(ref[key], ls=styles[i % len(styles)], color=f"C{i}", lw=1.1, label=name)
+                ax.annotate(f"{ref[key]:.2f}", (1.0, ref[key]), xycoords=("axes fraction", "data"), fontsize=6,
+                            color=f"C{i}", ha="right", va="bottom")
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel(key, fontsize=8)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

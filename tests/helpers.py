@@ -43,3 +43,32 @@ def flip_bytes(step_dir: str, count: int = 16) -> str:
         f.seek(0)
         f.write(data)
     return path
+
+
+def read_scalars(logdir: str) -> list[tuple[str, int, float]]:
+    """Every scalar in the TensorBoard event files under `logdir`, as (tag, step, value), file by file
+    in name order. Reads the TFRecord framing (length, masked CRCs) itself: TensorBoard is not installed."""
+    import struct
+
+    from tensorboardX.crc32c import crc32c
+    from tensorboardX.proto.event_pb2 import Event
+
+    def masked(data: bytes) -> int:
+        crc = crc32c(data)
+        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+    out = []
+    for name in sorted(f for f in os.listdir(logdir) if "tfevents" in f):
+        with open(os.path.join(logdir, name), "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos < len(data):
+            header = data[pos:pos + 8]
+            (length,) = struct.unpack("<Q", header)
+            assert struct.unpack("<I", data[pos + 8:pos + 12])[0] == masked(header), f"{name}: bad length CRC"
+            body = data[pos + 12:pos + 12 + length]
+            assert struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])[0] == masked(body), f"{name}: bad CRC"
+            pos += 16 + length
+            event = Event.FromString(body)
+            out += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+    return out

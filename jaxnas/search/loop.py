@@ -45,7 +45,7 @@ from jaxnas.search.state import cosine_lr
 from jaxnas.search.step import init_state, make_search_step
 from jaxnas.search.strategies import get_strategy
 from jaxnas.spaces.base import get_space
-from jaxnas.writers import MetricsWriter, Progress
+from jaxnas.writers import MetricsWriter, Progress, read_metrics
 
 # Keys that only change how a run is watched or stored, not what it computes: a resumed run may
 # change them. Any other difference from the workdir's saved config is an error.
@@ -363,13 +363,14 @@ def _end_epoch(config, space, strategy, workdir, writer, state, evaluate, contex
         totals += np.asarray(jax.device_get(evaluate((state, net_alphas), *host_batch((x, y, mask), mesh))),
                              np.float64)
     means = sums.means()
+    arch_metrics = space.arch_metrics(arch)  # e.g. NB201's benchmark accuracy of the derived cell
     record = {"epoch": epoch, "step": step, "train_loss": means["train_loss"], "train_acc": means["train_acc"],
               "val_loss": totals[0] / totals[2], "val_acc": totals[1] / totals[2],
               "alpha_step_val_loss": means["val_loss"], "hypergrad_norm": means["hypergrad_norm"],
               "lr": float(cosine_lr(config.lr, config.lr_min, config.epochs, 1)(epoch - 1)),
               "alpha_entropy": alpha_entropy(alphas), "nonfinite_steps": sums.steps - sums.finite_steps,
               "seconds": seconds, "devices": devices, "genotype": space.arch_to_dict(arch),
-              **{k: means[k] for k in strategy.step_metrics}, **info}
+              **{k: means[k] for k in strategy.step_metrics}, **info, **arch_metrics}
     if costs is not None:  # what the penalty trades: the relaxed cost and the derived cell's
         record["expected_cost"] = float(cost_lib.expected_cost(alphas, costs))
         record["derived_cost"] = cost_lib.arch_cost(space, arch, costs)
@@ -393,6 +394,9 @@ def _end_epoch(config, space, strategy, workdir, writer, state, evaluate, contex
                     history.append(_softmax(dict(z)))
                 epochs.append(e)
         viz.plot_alpha_history(history, space.op_names(), os.path.join(workdir, "alphas.png"), epochs)
+        if arch_metrics:
+            viz.plot_metric_history(read_metrics(writer.path), list(arch_metrics),
+                                    os.path.join(workdir, "arch_metrics.png"), space.arch_metric_references())
     return record
 
 

@@ -51,6 +51,12 @@ class SearchSpace(Protocol):
 
     def decisions_of(self, arch: Any) -> Any: ...
 
+    # What a space knows about a derived architecture without training it (NB201: the benchmark's
+    # test accuracy), logged every epoch, and named reference values drawn beside it.
+    def arch_metrics(self, arch: Any) -> dict[str, float]: ...
+
+    def arch_metric_references(self) -> dict[str, dict[str, float]]: ...
+
 
 @dataclasses.dataclass(frozen=True)
 class DartsSpace:
@@ -111,6 +117,12 @@ class DartsSpace:
     def decisions_of(self, arch):
         return darts.genotype_to_decisions(arch)
 
+    def arch_metrics(self, arch):
+        return {}
+
+    def arch_metric_references(self):
+        return {}
+
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.network import NetworkCIFAR
 
@@ -155,6 +167,19 @@ class NB201Space:
 
     def decisions_of(self, arch):
         return np.asarray([nb201.OPS.index(op) for op in arch.ops], np.int32)
+
+    def arch_metrics(self, arch):
+        """NAS-Bench-201's 200-epoch test accuracy (%) of the cell on each of its data sets
+        (`jaxnas.benchmarks.nb201`), whatever the searched data set: the ground truth a search is judged by."""
+        from jaxnas.benchmarks import nb201 as benchmark
+
+        return {f"benchmark_acc_{d}": acc for d, acc in benchmark.accuracies(arch).items()}
+
+    def arch_metric_references(self):
+        from jaxnas.benchmarks import nb201 as benchmark
+
+        return {"best cell of each data set": {f"benchmark_acc_{d}": benchmark.best(d)[1] for d in benchmark.DATASETS},
+                "all-skip cell (where DARTS collapses)": self.arch_metrics(benchmark.ALL_SKIP)}
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.nb201 import NB201Network
@@ -202,6 +227,12 @@ class ChainSpace:
 
     def decisions_of(self, arch):
         return np.asarray([self.ops.index(op) for op in arch.ops], np.int32)
+
+    def arch_metrics(self, arch):
+        return {}
+
+    def arch_metric_references(self):
+        return {}
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.chain import ChainNetwork
