@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import flip_bytes, subprocess_env
+from helpers import flip_bytes, read_scalars, subprocess_env
 
 from jaxnas.search import loop
 from jaxnas.search.config import ConfigError, get_config
@@ -123,6 +123,7 @@ def test_uninterrupted_run_writes_every_output(reference):
     assert sorted(os.listdir(os.path.join(workdir, "genotypes"))) == [f"epoch_00{e}.json" for e in (1, 2, 3)]
     assert sorted(os.listdir(os.path.join(workdir, "alphas"))) == [f"epoch_00{e}.npz" for e in (0, 1, 2, 3)]
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+    _assert_tensorboard_mirrors_metrics(workdir)
     for png in ("cells.png", "alphas.png"):
         with open(os.path.join(workdir, png), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -195,6 +196,45 @@ def test_flipped_bytes_in_the_newest_checkpoint_are_detected_and_the_run_recover
     assert [d.split("-")[0] for d in os.listdir(os.path.join(workdir, "damaged"))] == [str(newest)]
     assert newest in _checkpoints(workdir)  # saved again from the resumed run
     _assert_same_run(reference[0], workdir)
+
+
+def _assert_tensorboard_mirrors_metrics(workdir):
+    """Every number of every metrics.jsonl record is in TensorBoard exactly once, at the record's step."""
+    scalars = read_scalars(os.path.join(workdir, "tensorboard"))
+    seen = [(tag, step) for tag, step, _ in scalars]
+    assert len(seen) == len(set(seen)), sorted({x for x in seen if seen.count(x) > 1})
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    expected = {(k, r["step"]): v for r in records for k, v in r.items()
+                if k != "epoch" and isinstance(v, int | float)}
+    got = {(tag, step): value for tag, step, value in scalars}
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-6), key
+
+
+@CHAIN_RESUME
+def test_sigkill_between_tensorboard_and_checkpoint_logs_every_scalar_once(shared, reference, tmp_path):
+    """SIGKILL once the epoch-1 checkpoint (step 44) exists, then remove the checkpoints from step 44
+    on: the files of a run killed after epoch 1 went to metrics.jsonl and TensorBoard but before its
+    checkpoint. The resumed run redoes epoch 1; TensorBoard holds each scalar once, none lost."""
+    workdir = str(tmp_path / "killed")
+    p = subprocess.Popen(_cmd(shared, workdir, *CHAIN), env=subprocess_env(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not any(s >= 44 for s in _checkpoints(workdir)) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    p.kill()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGKILL, err[-2000:]
+    assert read_scalars(os.path.join(workdir, "tensorboard"))  # epoch 1 reached TensorBoard before the kill
+    for s in _checkpoints(workdir):
+        if s >= 44:
+            shutil.rmtree(os.path.join(workdir, "checkpoints", str(s)))
+    r = _ok(_search(shared, workdir, *CHAIN))
+    assert "resumed from checkpoint at step 40" in r.stderr
+    _assert_same_run(reference[0], workdir)
+    _assert_tensorboard_mirrors_metrics(workdir)
 
 
 @pytest.mark.parametrize("flag, message", [
