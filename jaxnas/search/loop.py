@@ -393,7 +393,8 @@ def _end_epoch(config, space, strategy, workdir, writer, state, evaluate, contex
                 with np.load(path) as z:
                     history.append(_softmax(dict(z)))
                 epochs.append(e)
-        viz.plot_alpha_history(history, space.op_names(), os.path.join(workdir, "alphas.png"), epochs)
+        viz.plot_alpha_history(history, space.op_names(), os.path.join(workdir, "alphas.png"), epochs,
+                               space.edge_names())
         if arch_metrics:
             viz.plot_metric_history(read_metrics(writer.path), list(arch_metrics),
                                     os.path.join(workdir, "arch_metrics.png"), space.arch_metric_references())

@@ -41,6 +41,8 @@ class SearchSpace(Protocol):
 
     def arch_to_dict(self, arch: Any) -> dict: ...
 
+    def edge_names(self) -> dict[str, tuple[str, ...]]: ...  # what each row of each α entry connects
+
     # What sampling strategies (ENAS, random search, PNAS) use: the space as a sequence of
     # decisions, their one-hot path (α-shaped, for `mixing='path'`) and their architecture.
     def decisions(self) -> tuple[Decision, ...]: ...
@@ -102,6 +104,12 @@ class DartsSpace:
         """The op each column of α stands for, per α entry."""
         return {"normal": darts.PRIMITIVES, "reduce": darts.PRIMITIVES}
 
+    def edge_names(self):
+        """'c_{k-1} → node 0', ...: the input state and the intermediate node of each row of α."""
+        state = ("c_{k-2}", "c_{k-1}") + tuple(f"node {i}" for i in range(darts.STEPS))
+        names = tuple(f"{state[j]} → node {i}" for i, j in darts.edge_inputs())
+        return {"normal": names, "reduce": names}
+
     def arch_to_dict(self, arch):
         return arch.to_dict()
 
@@ -152,6 +160,9 @@ class NB201Space:
 
     def op_names(self):
         return {"cell": nb201.OPS}
+
+    def edge_names(self):
+        return {"cell": tuple(f"node {j} → node {i}" for i, j in nb201.EDGES)}
 
     def arch_to_dict(self, arch):
         return {"nb201": arch.to_string()}
@@ -212,6 +223,9 @@ class ChainSpace:
 
     def op_names(self):
         return {"layers": self.ops}
+
+    def edge_names(self):
+        return {"layers": tuple(f"{'input' if i == 0 else f'layer {i - 1}'} → layer {i}" for i in range(self.layers))}
 
     def arch_to_dict(self, arch):
         return {"chain": list(arch.ops)}
