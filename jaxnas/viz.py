@@ -29,6 +29,11 @@ OP_COLORS = {
     "dil_conv_5x5": "#e377c2",
     "nor_conv_1x1": "#ff7f0e",
     "nor_conv_3x3": "#d62728",
+    # the chain space's own ops (distinct from the pools and sep_conv_3x3 it shares with DARTS)
+    "conv_3x3": "#e377c2",
+    "conv_5x5": "#8c564b",
+    "identity": "#2ca02c",
+    "zero": "#bbbbbb",
 }
 
 

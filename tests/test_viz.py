@@ -85,3 +85,12 @@ def test_edge_names_follow_the_edge_order_of_alpha():
     assert normal[:5] == ("c_{k-2} → node 0", "c_{k-1} → node 0", "c_{k-2} → node 1", "c_{k-1} → node 1",
                           "node 0 → node 1")
     assert get_space("chain", layers=2).edge_names() == {"layers": ("input → layer 0", "layer 0 → layer 1")}
+
+
+@pytest.mark.parametrize("space", ["darts", "nb201", "chain"])
+def test_ops_of_a_space_have_distinct_colours(space):
+    from jaxnas.spaces.chain import CHAIN_OPS
+
+    for ops in ([CHAIN_OPS] if space == "chain" else get_space(space).op_names().values()):
+        colours = [viz.OP_COLORS[op] for op in ops]
+        assert len(set(colours)) == len(colours), ops
