@@ -4,6 +4,8 @@
     python -m jaxnas.describe --supernet darts --channels 16 --layers 8
     python -m jaxnas.describe workdir/genotype.json --plot cells.png
     python -m jaxnas.describe '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|...|' --dataset cifar10
+
+An NB201 arch also gets its NAS-Bench-201 test accuracies (`jaxnas.benchmarks.nb201`).
 """
 
 from __future__ import annotations
@@ -114,6 +116,11 @@ def describe(
         lambda: model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, *init_args, **init_kwargs)
     )
     madds = multiply_adds(model, shape, *args, **kwargs)
+    benchmark = None
+    if supernet is None and isinstance(architecture, NB201Arch):
+        from jaxnas.benchmarks import nb201 as nb201_benchmark
+
+        benchmark = nb201_benchmark.accuracies(architecture)
     return {
         "name": label,
         "dataset": DATASET_ALIASES.get(dataset, dataset),
@@ -122,6 +129,7 @@ def describe(
         "multiply_adds": sum(madds.values()),
         "architecture": architecture.to_dict() if supernet is None and isinstance(architecture, Genotype)
         else (architecture.to_string() if supernet is None else None),
+        "benchmark_test_acc": benchmark,  # NB201: the benchmark's 200-epoch test accuracy (%) per data set
     }
 
 
@@ -151,12 +159,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({k: info[k] for k in ("params", "params_with_aux", "multiply_adds")}))
+        keys = ("params", "params_with_aux", "multiply_adds")
+        keys += ("benchmark_test_acc",) if info["benchmark_test_acc"] else ()
+        print(json.dumps({k: info[k] for k in keys}))
     else:
         print(f"{info['name']} on {info['dataset']}")
         print(f"  parameters (without auxiliary head): {info['params']:,}")
         print(f"  parameters (with auxiliary head):    {info['params_with_aux']:,}")
         print(f"  multiply-adds (conv + linear):       {info['multiply_adds'] / 1e6:.1f} M")
+        if info["benchmark_test_acc"]:
+            accs = ", ".join(f"{d} {a:.2f} %" for d, a in info["benchmark_test_acc"].items())
+            print(f"  NAS-Bench-201 test accuracy (200 epochs): {accs}")
         if args.plot:
             print(f"  cells drawn to {args.plot}")
     return 0

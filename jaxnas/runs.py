@@ -88,4 +88,12 @@ class EpochSums:
             self.consecutive_nonfinite += 1
 
     def means(self) -> dict:
-        return {k: v / max(self.finite_steps, 1) for k, v in self.sums.items()}
+        """Per-step means over the finite steps; NaN when every step was non-finite (not 0, which
+        reads as a real loss)."""
+        return {k: v / self.finite_steps if self.finite_steps else float("nan") for k, v in self.sums.items()}
+
+
+def skipped_note(sums: EpochSums) -> str:
+    """What the epoch's log line adds when steps were skipped: its means leave them out (NaN if all were)."""
+    skipped = sums.steps - sums.finite_steps
+    return f" | {skipped} of {sums.steps} steps non-finite, skipped" if skipped else ""

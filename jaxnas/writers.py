@@ -4,10 +4,23 @@ progress line with step rate and ETA. Only process 0 writes; the others get no-o
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
 from absl import logging
+
+
+def json_safe(value):
+    """`value` with every NaN/inf float replaced by None: JSON has no NaN or Infinity (Python's
+    json writes them, strict parsers refuse them), so a non-finite metric is written as null."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -17,40 +30,92 @@ def read_metrics(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _read_kept_metrics(path: str) -> list[dict]:
+    """metrics.jsonl's records, less a last line torn by a kill during its write (never the
+    epoch a resumed run restarts before: the checkpoint is saved after the line is written)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if i != len(lines) - 1:
+                raise
+            logging.warning("metrics.jsonl: dropped a last line cut short by the interruption")
+    return records
+
+
+def _scalars(record: dict) -> dict[str, float]:
+    """The TensorBoard scalars of an epoch record: its numbers (null: NaN), not `epoch` (the x-axis is `step`)."""
+    return {k: math.nan if v is None else float(v) for k, v in record.items()
+            if k != "epoch" and (v is None or isinstance(v, int | float))}
+
+
 class MetricsWriter:
-    """Append per-epoch records to `<workdir>/metrics.jsonl` and TensorBoard (`<workdir>/tensorboard`)."""
+    """Append per-epoch records to `<workdir>/metrics.jsonl` and TensorBoard (`<workdir>/tensorboard`).
+
+    metrics.jsonl is the record; TensorBoard mirrors it. Each `write` reaches the files before it
+    returns (tensorboardX's SummaryWriter queues events to a thread, and a SIGKILL lost them), and a
+    resumed run rewrites TensorBoard from metrics.jsonl (`keep_epochs_before`), so every scalar
+    appears exactly once whatever the moment of the interruption.
+    """
 
     def __init__(self, workdir: str, enabled: bool = True):
         self.enabled = enabled
         self.path = os.path.join(workdir, "metrics.jsonl")
-        self._tb = None
-        if enabled:
-            from tensorboardX import SummaryWriter
+        self.tb_dir = os.path.join(workdir, "tensorboard")
+        self._events = None
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    def _event_file(self):
+        if self._events is None:
+            from tensorboardX.event_file_writer import EventsWriter
+
+            os.makedirs(self.tb_dir, exist_ok=True)
+            self._events = EventsWriter(os.path.join(self.tb_dir, "events"))
+        return self._events
+
+    def _add_scalars(self, record: dict, step: int) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        values = [Summary.Value(tag=k, simple_value=v) for k, v in _scalars(record).items()]
+        self._event_file().write_event(Event(wall_time=time.time(), step=step, summary=Summary(value=values)))
 
     def keep_epochs_before(self, epoch: int) -> None:
-        """Drop records of epochs >= `epoch` (written after the checkpoint a resumed run starts from)."""
+        """Drop records of epochs >= `epoch` (written after the checkpoint a resumed run starts from)
+        and rewrite TensorBoard from the records kept."""
         if not self.enabled:
             return
-        kept = [r for r in read_metrics(self.path) if r["epoch"] < epoch]
+        kept = [r for r in _read_kept_metrics(self.path) if r["epoch"] < epoch]
         with open(self.path + ".tmp", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
+            f.writelines(json.dumps(r, allow_nan=False) + "\n" for r in kept)
         os.replace(self.path + ".tmp", self.path)
+        self.close()
+        if os.path.isdir(self.tb_dir):
+            for name in os.listdir(self.tb_dir):
+                if ".tfevents." in name:
+                    os.remove(os.path.join(self.tb_dir, name))
+        for r in kept:
+            self._add_scalars(r, r["step"])
+        self._event_file().flush()
 
     def write(self, record: dict, step: int) -> None:
+        """Append `record` (the epoch ending at global step `step`) to both; on disk when it returns."""
         if not self.enabled:
             return
+        record = json_safe(record)
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        for key, value in record.items():
-            if isinstance(value, (int, float)) and key != "epoch":
-                self._tb.add_scalar(key, value, step)
-        self._tb.flush()
+            f.write(json.dumps(record, allow_nan=False) + "\n")
+        self._add_scalars(record, step)
+        self._event_file().flush()
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        if self._events is not None:
+            self._events.close()
+            self._events = None
 
 
 def _clock(seconds: float) -> str:

@@ -6,6 +6,7 @@ the persistent compilation cache (one per test run, `conftest.xla_cache`) makes 
 """
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import subprocess_env
+from helpers import flip_bytes, read_scalars, subprocess_env
 
 from jaxnas.search import loop
 from jaxnas.search.config import ConfigError, get_config
@@ -122,6 +123,7 @@ def test_uninterrupted_run_writes_every_output(reference):
     assert sorted(os.listdir(os.path.join(workdir, "genotypes"))) == [f"epoch_00{e}.json" for e in (1, 2, 3)]
     assert sorted(os.listdir(os.path.join(workdir, "alphas"))) == [f"epoch_00{e}.npz" for e in (0, 1, 2, 3)]
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+    _assert_tensorboard_mirrors_metrics(workdir)
     for png in ("cells.png", "alphas.png"):
         with open(os.path.join(workdir, png), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -178,6 +180,63 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(shared, referenc
     _assert_same_run(reference[0], workdir)
 
 
+@CHAIN_RESUME
+def test_flipped_bytes_in_the_newest_checkpoint_are_detected_and_the_run_recovers(shared, reference, tmp_path):
+    """16 inverted bytes in an array's data file: Orbax reads the checkpoint without an error; its
+    checksums reject it, it is set aside and the run resumes from the one before, exactly."""
+    workdir = str(tmp_path / "flipped")
+    shutil.copytree(reference[0], workdir)
+    for name in ("genotype.json", "alphas.npz"):
+        os.remove(os.path.join(workdir, name))
+    newest = _checkpoints(workdir)[-1]
+    flip_bytes(os.path.join(workdir, "checkpoints", str(newest)))
+    r = _ok(_search(shared, workdir, *CHAIN))
+    assert re.search(rf"checkpoint {newest} failed to restore \(DamagedCheckpoint: \d+ leaf/leaves do not match their "
+                     r"checksums", r.stderr), r.stderr[-3000:]
+    assert [d.split("-")[0] for d in os.listdir(os.path.join(workdir, "damaged"))] == [str(newest)]
+    assert newest in _checkpoints(workdir)  # saved again from the resumed run
+    _assert_same_run(reference[0], workdir)
+
+
+def _assert_tensorboard_mirrors_metrics(workdir):
+    """Every number of every metrics.jsonl record is in TensorBoard exactly once, at the record's step."""
+    scalars = read_scalars(os.path.join(workdir, "tensorboard"))
+    seen = [(tag, step) for tag, step, _ in scalars]
+    assert len(seen) == len(set(seen)), sorted({x for x in seen if seen.count(x) > 1})
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    expected = {(k, r["step"]): v for r in records for k, v in r.items()
+                if k != "epoch" and isinstance(v, int | float)}
+    got = {(tag, step): value for tag, step, value in scalars}
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-6), key
+
+
+@CHAIN_RESUME
+def test_sigkill_between_tensorboard_and_checkpoint_logs_every_scalar_once(shared, reference, tmp_path):
+    """SIGKILL once the epoch-1 checkpoint (step 44) exists, then remove the checkpoints from step 44
+    on: the files of a run killed after epoch 1 went to metrics.jsonl and TensorBoard but before its
+    checkpoint. The resumed run redoes epoch 1; TensorBoard holds each scalar once, none lost."""
+    workdir = str(tmp_path / "killed")
+    p = subprocess.Popen(_cmd(shared, workdir, *CHAIN), env=subprocess_env(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not any(s >= 44 for s in _checkpoints(workdir)) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    p.kill()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGKILL, err[-2000:]
+    assert read_scalars(os.path.join(workdir, "tensorboard"))  # epoch 1 reached TensorBoard before the kill
+    for s in _checkpoints(workdir):
+        if s >= 44:
+            shutil.rmtree(os.path.join(workdir, "checkpoints", str(s)))
+    r = _ok(_search(shared, workdir, *CHAIN))
+    assert "resumed from checkpoint at step 40" in r.stderr
+    _assert_same_run(reference[0], workdir)
+    _assert_tensorboard_mirrors_metrics(workdir)
+
+
 @pytest.mark.parametrize("flag, message", [
     ("--config.estimator=second_order", "unknown estimator 'second_order'; valid choices: first_order, darts_fd"),
     ("--config.space=nb301", "unknown space 'nb301'; valid choices: darts, nb201, chain"),
@@ -218,6 +277,30 @@ def test_consecutive_nonfinite_steps_stop_with_a_clear_error(shared, tmp_path):
     with pytest.raises(loop.NonFiniteError, match="3 consecutive non-finite steps .* last good checkpoint is kept"):
         loop.run(config, workdir)
     assert _checkpoints(workdir) == []  # nothing non-finite was saved
+
+
+def test_an_all_nonfinite_epoch_is_logged_as_null_with_its_skipped_steps(shared, tmp_path, caplog):
+    """lr 1e30 makes the weights overflow after the first step and every later step non-finite; with
+    max_nonfinite_steps large the run goes on. Epoch 2 has no finite step: its means are null (not
+    0.0), its skipped steps are counted, and metrics.jsonl is strict JSON (no NaN/Infinity)."""
+    config = get_config()
+    config.update(dict(space="chain", channels=4, layers=2, batch_size=16, epochs=2, lr=1e30, clip_norm=1e30,
+                       max_nonfinite_steps=10**6, log_every_steps=10, checkpoint_every_steps=0,
+                       data_dir=shared["data_dir"], compilation_cache=shared["cache"], plots=False))
+    workdir = tmp_path / "nan"
+    caplog.set_level(logging.INFO, logger="absl")
+    loop.run(config, str(workdir))
+
+    def refuse(name):
+        raise ValueError(f"metrics.jsonl holds {name}, which is not JSON")
+
+    with open(workdir / "metrics.jsonl") as f:
+        first, second = [json.loads(line, parse_constant=refuse) for line in f]
+    spe = second["step"] - first["step"]
+    assert first["nonfinite_steps"] == spe - 1 and isinstance(first["train_loss"], float)  # only step 1 was finite
+    assert second["nonfinite_steps"] == spe
+    assert second["train_loss"] is None and second["train_acc"] is None and second["alpha_step_val_loss"] is None
+    assert "train loss nan acc nan" in caplog.text and f"{spe} of {spe} steps non-finite, skipped" in caplog.text
 
 
 def test_config_validation_names_valid_choices():

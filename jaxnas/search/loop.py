@@ -38,7 +38,7 @@ from jaxnas.parallel import (
     replicated_shapes,
 )
 from jaxnas.preflight import log_preflight
-from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
+from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir, skipped_note
 from jaxnas.search import config as config_lib
 from jaxnas.search import cost as cost_lib
 from jaxnas.search.config import ConfigError
@@ -46,7 +46,7 @@ from jaxnas.search.state import cosine_lr
 from jaxnas.search.step import init_state, make_search_step
 from jaxnas.search.strategies import get_strategy
 from jaxnas.spaces.base import get_space
-from jaxnas.writers import MetricsWriter, Progress
+from jaxnas.writers import MetricsWriter, Progress, read_metrics
 
 # Keys that only change how a run is watched or stored, not what it computes: a resumed run may
 # change them. Any other difference from the workdir's saved config is an error.
@@ -239,7 +239,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     def save() -> None:
         flush()
-        ckpt.save(step, state, {"step": step, "sums": dataclasses.asdict(sums)})
+        ckpt.save(step, state, {"step": step, "sums": dataclasses.asdict(sums)},
+                  healthy=sums.consecutive_nonfinite == 0)
 
     last = None
     t_epoch = time.perf_counter()
@@ -266,7 +267,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 last = _end_epoch(config, space, strategy, workdir, writer, state, evaluate, context, search_val, mean,
                                   std, mesh, step // spe, step, sums, time.perf_counter() - t_epoch, devices,
                                   setup.costs)
-                sums = EpochSums.empty(step_metrics)
+                # A run of non-finite steps goes on across the epoch's end (`healthy`, max_nonfinite_steps).
+                sums = dataclasses.replace(EpochSums.empty(step_metrics),
+                                           consecutive_nonfinite=sums.consecutive_nonfinite)
                 save()
                 t_epoch = time.perf_counter()
             elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
@@ -362,20 +365,21 @@ def _end_epoch(config, space, strategy, workdir, writer, state, evaluate, contex
         totals += np.asarray(jax.device_get(evaluate((state, net_alphas), *host_batch((x, y, mask), mesh))),
                              np.float64)
     means = sums.means()
+    arch_metrics = space.arch_metrics(arch)  # e.g. NB201's benchmark accuracy of the derived cell
     record = {"epoch": epoch, "step": step, "train_loss": means["train_loss"], "train_acc": means["train_acc"],
               "val_loss": totals[0] / totals[2], "val_acc": totals[1] / totals[2],
               "alpha_step_val_loss": means["val_loss"], "hypergrad_norm": means["hypergrad_norm"],
               "lr": float(cosine_lr(config.lr, config.lr_min, config.epochs, 1)(epoch - 1)),
               "alpha_entropy": alpha_entropy(alphas), "nonfinite_steps": sums.steps - sums.finite_steps,
               "seconds": seconds, "devices": devices, "genotype": space.arch_to_dict(arch),
-              **{k: means[k] for k in strategy.step_metrics}, **info}
+              **{k: means[k] for k in strategy.step_metrics}, **info, **arch_metrics}
     if costs is not None:  # what the penalty trades: the relaxed cost and the derived cell's
         record["expected_cost"] = float(cost_lib.expected_cost(alphas, costs))
         record["derived_cost"] = cost_lib.arch_cost(space, arch, costs)
     record = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in record.items()}
-    logging.info("epoch %d/%d: train loss %.4f acc %.4f | search-val acc %.4f | α entropy %.3f | %.1f s",
+    logging.info("epoch %d/%d: train loss %.4f acc %.4f | search-val acc %.4f | α entropy %.3f | %.1f s%s",
                  epoch, config.epochs, record["train_loss"], record["train_acc"], record["val_acc"],
-                 record["alpha_entropy"], seconds)
+                 record["alpha_entropy"], seconds, skipped_note(sums))
     if pid != 0:
         return record
     with open(os.path.join(workdir, "genotypes", f"epoch_{epoch:03d}.json"), "w") as f:
@@ -391,7 +395,11 @@ def _end_epoch(config, space, strategy, workdir, writer, state, evaluate, contex
                 with np.load(path) as z:
                     history.append(_softmax(dict(z)))
                 epochs.append(e)
-        viz.plot_alpha_history(history, space.op_names(), os.path.join(workdir, "alphas.png"), epochs)
+        viz.plot_alpha_history(history, space.op_names(), os.path.join(workdir, "alphas.png"), epochs,
+                               space.edge_names())
+        if arch_metrics:
+            viz.plot_metric_history(read_metrics(writer.path), list(arch_metrics),
+                                    os.path.join(workdir, "arch_metrics.png"), space.arch_metric_references())
     return record
 
 

@@ -41,6 +41,8 @@ class SearchSpace(Protocol):
 
     def arch_to_dict(self, arch: Any) -> dict: ...
 
+    def edge_names(self) -> dict[str, tuple[str, ...]]: ...  # what each row of each α entry connects
+
     # What sampling strategies (ENAS, random search, PNAS) use: the space as a sequence of
     # decisions, their one-hot path (α-shaped, for `mixing='path'`) and their architecture.
     def decisions(self) -> tuple[Decision, ...]: ...
@@ -50,6 +52,12 @@ class SearchSpace(Protocol):
     def arch_from_decisions(self, values: Any) -> Any: ...
 
     def decisions_of(self, arch: Any) -> Any: ...
+
+    # What a space knows about a derived architecture without training it (NB201: the benchmark's
+    # test accuracy), logged every epoch, and named reference values drawn beside it.
+    def arch_metrics(self, arch: Any) -> dict[str, float]: ...
+
+    def arch_metric_references(self) -> dict[str, dict[str, float]]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +104,12 @@ class DartsSpace:
         """The op each column of α stands for, per α entry."""
         return {"normal": darts.PRIMITIVES, "reduce": darts.PRIMITIVES}
 
+    def edge_names(self):
+        """'c_{k-1} → node 0', ...: the input state and the intermediate node of each row of α."""
+        state = ("c_{k-2}", "c_{k-1}") + tuple(f"node {i}" for i in range(darts.STEPS))
+        names = tuple(f"{state[j]} → node {i}" for i, j in darts.edge_inputs())
+        return {"normal": names, "reduce": names}
+
     def arch_to_dict(self, arch):
         return arch.to_dict()
 
@@ -110,6 +124,12 @@ class DartsSpace:
 
     def decisions_of(self, arch):
         return darts.genotype_to_decisions(arch)
+
+    def arch_metrics(self, arch):
+        return {}
+
+    def arch_metric_references(self):
+        return {}
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.network import NetworkCIFAR
@@ -141,6 +161,9 @@ class NB201Space:
     def op_names(self):
         return {"cell": nb201.OPS}
 
+    def edge_names(self):
+        return {"cell": tuple(f"node {j} → node {i}" for i, j in nb201.EDGES)}
+
     def arch_to_dict(self, arch):
         return {"nb201": arch.to_string()}
 
@@ -155,6 +178,19 @@ class NB201Space:
 
     def decisions_of(self, arch):
         return np.asarray([nb201.OPS.index(op) for op in arch.ops], np.int32)
+
+    def arch_metrics(self, arch):
+        """NAS-Bench-201's 200-epoch test accuracy (%) of the cell on each of its data sets
+        (`jaxnas.benchmarks.nb201`), whatever the searched data set: the ground truth a search is judged by."""
+        from jaxnas.benchmarks import nb201 as benchmark
+
+        return {f"benchmark_acc_{d}": acc for d, acc in benchmark.accuracies(arch).items()}
+
+    def arch_metric_references(self):
+        from jaxnas.benchmarks import nb201 as benchmark
+
+        return {"best cell of each data set": {f"benchmark_acc_{d}": benchmark.best(d)[1] for d in benchmark.DATASETS},
+                "all-skip cell (where DARTS collapses)": self.arch_metrics(benchmark.ALL_SKIP)}
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.nb201 import NB201Network
@@ -188,6 +224,9 @@ class ChainSpace:
     def op_names(self):
         return {"layers": self.ops}
 
+    def edge_names(self):
+        return {"layers": tuple(f"{'input' if i == 0 else f'layer {i - 1}'} → layer {i}" for i in range(self.layers))}
+
     def arch_to_dict(self, arch):
         return {"chain": list(arch.ops)}
 
@@ -202,6 +241,12 @@ class ChainSpace:
 
     def decisions_of(self, arch):
         return np.asarray([self.ops.index(op) for op in arch.ops], np.int32)
+
+    def arch_metrics(self, arch):
+        return {}
+
+    def arch_metric_references(self):
+        return {}
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.chain import ChainNetwork

@@ -34,7 +34,7 @@ from jaxnas.parallel import (
     replicated_shapes,
 )
 from jaxnas.preflight import log_preflight
-from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir
+from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir, skipped_note
 from jaxnas.search.config import ConfigError
 from jaxnas.spaces.darts import Genotype
 from jaxnas.train import config as config_lib
@@ -156,7 +156,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     def save() -> None:
         flush()
-        ckpt.save(step, state, {"step": step, "sums": dataclasses.asdict(sums)})
+        ckpt.save(step, state, {"step": step, "sums": dataclasses.asdict(sums)},
+                  healthy=sums.consecutive_nonfinite == 0)
 
     def test_totals() -> np.ndarray:
         totals = np.zeros(3)
@@ -189,11 +190,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                           "nonfinite_steps": sums.steps - sums.finite_steps,
                           "seconds": time.perf_counter() - t_epoch, "devices": devices}
                 record = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in record.items()}
-                logging.info("epoch %d/%d: train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1f s",
+                logging.info("epoch %d/%d: train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1f s%s",
                              record["epoch"], config.epochs, record["train_loss"], record["train_acc"],
-                             record["test_loss"], record["test_acc"], record["seconds"])
+                             record["test_loss"], record["test_acc"], record["seconds"], skipped_note(sums))
                 writer.write(record, step)
-                sums = EpochSums.empty(STEP_METRICS)
+                # A run of non-finite steps goes on across the epoch's end (`healthy`, max_nonfinite_steps).
+                sums = dataclasses.replace(EpochSums.empty(STEP_METRICS),
+                                           consecutive_nonfinite=sums.consecutive_nonfinite)
                 save()
                 t_epoch = time.perf_counter()
             elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
