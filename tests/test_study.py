@@ -70,8 +70,8 @@ def _tiny(tmp_path):
 
 def _values(workdir):
     with open(os.path.join(workdir, "study.csv")) as f:
-        return [(r["step"], r["estimator"], r["metric"], float(r["value"])) for r in csv.DictReader(f)
-                if r["metric"] not in ("seconds", "peak_memory_mb")]
+        return [(r["step"], r["estimator"], r["metric"], r["value"]) for r in csv.DictReader(f)
+                if r["metric"] not in ("seconds", "peak_memory_mb")]  # as written: exact, and nan equals nan
 
 
 def test_offline_study_end_to_end(tmp_path):
@@ -92,3 +92,24 @@ def test_offline_study_end_to_end(tmp_path):
         f.writelines(kept)
     loop.run(config, a)
     assert sorted(_values(a)) == sorted(rows)
+
+
+def test_study_points_are_the_nearest_checkpoints():
+    checkpoints = [0, *range(3, 264, 3), 264]
+    assert loop.study_steps(checkpoints, 264, [0, 0.01, 0.05, 0.2, 0.5, 1]) == [0, 3, 12, 54, 132, 264]
+    assert loop.study_steps([10, 20, 22], 22, []) == [10, 20]  # every checkpoint before the end
+
+
+def test_darts_space_study_configs_validate():
+    from jaxnas.search.config import load_config_file
+    from jaxnas.study.config import validate
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    for name in ("study_darts_digits.py", "study_darts_cifar10.py"):
+        config = load_config_file(os.path.join(root, name))
+        validate(config)
+        assert config.search.space == "darts" and config.search.estimator == "first_order"
+        assert config.batch_sizes == "8,32,64" and config.reference == "unrolled_k1"
+        assert estimator_names(config) == ["first_order", "darts_fd_eps0.1", "darts_fd", "darts_fd_eps0.001",
+                                           "darts_fd_eps0.0001", "unrolled_k1", "unrolled_k2", "implicit_neumann_k10",
+                                           "implicit_cg_k10"]

@@ -40,6 +40,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.neumann_step_size = 0.01
     c.cg_tol = 1e-12
     c.reference = "unrolled_k1"  # the quantity DARTS approximates; e.g. implicit_cg_k100 for the implicit one
+    # Where along the search: "" = every checkpoint before the end, or fractions of the search's steps
+    # ("0,0.01,0.05,0.2,0.5,1"), each studied at the nearest checkpoint.
+    c.points = ""
+    c.batch_sizes = ""  # "" = the search's batch size; "8,32,64" studies each state at each size
+    # The second-order term alone, d/dα <∇w L_train(w, α), v> with v = ∇w' L_val(w', α): DARTS's
+    # central difference at each of these ε scales (ε = scale/‖v‖) against the exact jvp.
+    c.mixed_eps = "0.1,0.01,0.001,0.0001"
     c.float64 = True  # compare estimators in float64, so approximation error is not rounding
     c.compilation_cache = "~/.cache/jaxnas/xla"
     return c
@@ -91,3 +98,21 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
                           "pcdarts")
     for name in estimator_names(config) + [config.reference]:
         parse_estimator(name, config)
+    if any(not 0 <= p <= 1 for p in _floats(config.points, "points")):
+        raise ConfigError(f"points must be fractions of the search in [0, 1], got {config.points!r}")
+    if any(b < 1 or b != int(b) for b in _floats(config.batch_sizes, "batch_sizes")):
+        raise ConfigError(f"batch_sizes must be positive whole numbers, got {config.batch_sizes!r}")
+    if any(e <= 0 for e in _floats(config.mixed_eps, "mixed_eps")):
+        raise ConfigError(f"mixed_eps must be positive, got {config.mixed_eps!r}")
+
+
+def floats(config: ml_collections.ConfigDict, key: str) -> list[float]:
+    """A comma-separated key as numbers."""
+    return _floats(config[key], key)
+
+
+def weights_steps(name: str, config: ml_collections.ConfigDict) -> int:
+    """How many virtual weight steps an estimator takes before it evaluates L_val: its first-order
+    part is ∇_α L_val at those weights (0: at w; darts_fd and unrolled_k1: at w')."""
+    kind, options = parse_estimator(name, config)
+    return {"darts_fd": 1, "unrolled": options.get("steps", 1)}.get(kind, 0)

@@ -10,6 +10,7 @@ stopped; `summary.md` and the plots are rewritten from the CSV at the end.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import time
@@ -34,9 +35,14 @@ from jaxnas.search.state import inner_optimizer
 from jaxnas.search.step import supernet_loss
 from jaxnas.spaces.base import get_space
 from jaxnas.study import config as config_lib
+from jaxnas.study import mixed as mixed_lib
 
-METRICS = ("cosine", "rel_l2", "sign_agreement", "genotype_agrees", "seconds", "peak_memory_mb")
-CSV_FIELDS = ("step", "estimator", "metric", "value")
+# Per estimator, against the reference: the whole hypergradient, its mixed (second-order) part, the
+# genotype after one α step, the cost.
+METRICS = ("cosine", "rel_l2", "sign_agreement", "mixed_cosine", "mixed_rel_l2", "genotype_agrees", "seconds",
+           "peak_memory_mb")
+MIXED_METRICS = ("cosine", "rel_l2", "norm")  # the finite-difference mixed term against the exact one
+CSV_FIELDS = ("step", "batch_size", "estimator", "metric", "value")
 
 
 def _flat(tree) -> np.ndarray:
@@ -67,20 +73,46 @@ def _load_search_config(path: str) -> ml_collections.ConfigDict:
     return config
 
 
-def _read_rows(path: str) -> list[dict]:
+def _read_rows(path: str, batch_size: int) -> list[dict]:
+    """The rows written so far (a file from before the batch_size column holds `batch_size` rows)."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [{**r, "step": int(r["step"]), "value": float(r["value"])} for r in csv.DictReader(f)]
+        return [{**r, "step": int(r["step"]), "batch_size": int(r.get("batch_size") or batch_size),
+                 "value": float(r["value"])} for r in csv.DictReader(f)]
+
+
+def study_steps(checkpoints: list[int], total: int, points: list[float]) -> list[int]:
+    """The checkpoints nearest to each fraction of the search's `total` steps (every checkpoint
+    before the end when `points` is empty)."""
+    if not points:
+        return [s for s in checkpoints if s < total]
+    return sorted({min(checkpoints, key=lambda s: (abs(s - p * total), s)) for p in points})
 
 
 class _Estimators:
-    """One jitted, compiled function per estimator name (compiled on first use, reused at every step)."""
+    """One jitted, compiled function per estimator name and input shapes (compiled on first use,
+    reused at every step), and the functions the mixed-term metrics need."""
 
     def __init__(self, config, net, schedule, momentum, weight_decay):
         self.config, self.net = config, net
         self.inner = inner_optimizer(schedule, momentum, weight_decay)
-        self.compiled: dict[str, Any] = {}
+        self.compiled: dict[Any, Any] = {}
+        self.eps_scales = tuple(config_lib.floats(config, "mixed_eps"))
+
+        def first_order_part(params, batch_stats, alphas, inner_state, train_batches, val_batch):
+            """∇_α L_val(w_k, α) at the weights after the given virtual steps (a partial derivative)."""
+            loss_fn, w, state = supernet_loss(net, batch_stats), params, inner_state
+            for batch in train_batches:
+                w, state, _ = hypergrad.virtual_step(loss_fn, w, alphas, self.inner, state, batch)
+            return jax.grad(lambda a: loss_fn(w, a, val_batch)[0])(alphas)
+
+        def mixed(params, batch_stats, alphas, inner_state, train_batch, val_batch):
+            return mixed_lib.mixed_terms(supernet_loss(net, batch_stats), params, alphas, self.inner, inner_state,
+                                         train_batch, val_batch, self.eps_scales)
+
+        self.first_order_part = xla_workarounds.jit(first_order_part)
+        self.mixed = xla_workarounds.jit(mixed)
 
     def _fn(self, name: str):
         kind, options = config_lib.parse_estimator(name, self.config)
@@ -96,9 +128,10 @@ class _Estimators:
 
     def __call__(self, name: str, *args) -> tuple[Any, float, float]:
         """(dα, seconds of one call after compilation, compiled peak memory in MB)."""
-        if name not in self.compiled:
-            self.compiled[name] = self._fn(name).lower(*args).compile()
-        fn = self.compiled[name]
+        key = (name, tuple(np.shape(x) for x in jax.tree.leaves(args)))
+        if key not in self.compiled:
+            self.compiled[key] = self._fn(name).lower(*args).compile()
+        fn = self.compiled[key]
         jax.block_until_ready(fn(*args))  # warm
         t0 = time.perf_counter()
         out = jax.block_until_ready(fn(*args))
@@ -141,32 +174,42 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     estimators = _Estimators(config, space.supernet(data.num_classes), setup.schedule, s_config.momentum,
                              s_config.weight_decay)
     k_max = max([config_lib.parse_estimator(n, config)[1].get("steps", 1) for n in names + [config.reference]])
+    total = data.steps_per_epoch * s_config.epochs
+    batch_sizes = [int(b) for b in config_lib.floats(config, "batch_sizes")] or [s_config.batch_size]
     csv_path = os.path.join(workdir, "study.csv")
-    rows = _read_rows(csv_path)
-    done = {r["step"] for r in rows}
+    rows = _read_rows(csv_path, s_config.batch_size)
+    done = {(r["step"], r["batch_size"]) for r in rows}
     new_file = not os.path.exists(csv_path)
     with open(csv_path, "a", newline="") as f:
         out = csv.DictWriter(f, CSV_FIELDS)
         if new_file:
             out.writeheader()
-        for step in steps:
-            if step in done or step >= data.steps_per_epoch * s_config.epochs:
+        points = config_lib.floats(config, "points")
+        for step in study_steps(sorted({0, *steps}) if points else steps, total, points):
+            todo = [b for b in batch_sizes if (step, b) not in done]
+            if not todo:
                 continue
-            state, _ = ckpt.restore(step, target)
+            # Step 0 is the initial state, which the search's seed determines (it saves no checkpoint there).
+            state = target if step == 0 and step not in steps else ckpt.restore(step, target)[0]
             epoch, s = divmod(step, data.steps_per_epoch)
-            train = tuple(_cast(data.train.batch(epoch, s + i), dtype) for i in range(k_max))
-            val = _cast(data.val.batch(epoch, s), dtype)
-            cosines = {}
-            for row in _evaluate_step(config, names, estimators, setup, space, state, train, val, dtype):
-                out.writerow({**row, "step": step})
-                rows.append({**row, "step": step})
-                if row["metric"] == "cosine":
-                    cosines[row["estimator"]] = row["value"]
-            f.flush()
-            logging.info("study step %d, cosine to %s: %s", step, config.reference,
-                         ", ".join(f"{n} {c:.4f}" for n, c in cosines.items()))
-    summary = summarize(rows, names)
-    write_summary(summary, names, config.reference, os.path.join(workdir, "summary.md"))
+            for b in todo:
+                train_data, val_data = (dataclasses.replace(d, batch_size=b) for d in (data.train, data.val))
+                train = tuple(_cast(train_data.batch(epoch, s + i), dtype) for i in range(k_max))
+                val = _cast(val_data.batch(epoch, s), dtype)
+                cosines = {}
+                for row in _evaluate_step(config, names, estimators, setup, space, state, train, val, dtype):
+                    out.writerow({**row, "step": step, "batch_size": b})
+                    rows.append({**row, "step": step, "batch_size": b})
+                    if row["metric"] == "cosine" and not row["estimator"].startswith("mixed_"):
+                        cosines[row["estimator"]] = row["value"]
+                f.flush()
+                logging.info("study step %d (%.0f %% of the search), batch %d, cosine to %s: %s", step,
+                             100 * step / total, b, config.reference,
+                             ", ".join(f"{n} {c:.4f}" for n, c in cosines.items()))
+    summary = summarize(rows, names, METRICS)
+    mixed_names = ["mixed_exact"] + [f"mixed_fd_eps{r:g}" for r in estimators.eps_scales]
+    summary.update(summarize(rows, mixed_names, MIXED_METRICS))
+    write_summary(summary, names, mixed_names, config.reference, os.path.join(workdir, "summary.md"))
     plot_study(rows, names, config, os.path.join(workdir))
     return summary
 
@@ -183,42 +226,67 @@ def _evaluate_step(config, names, estimators, setup, space, state, train, val, d
         batches = train[:options["steps"]] if kind == "unrolled" else train[:1]
         return estimators(name, params, stats, alphas, inner_state, batches, val, xi)
 
+    def mixed_part(name, d_alpha):
+        """The estimate minus its first-order part: what it says the second-order term is."""
+        k = config_lib.weights_steps(name, config)
+        first = estimators.first_order_part(params, stats, alphas, inner_state, train[:k], val)
+        return jax.tree.map(jnp.subtract, d_alpha, first)
+
     def genotype_after(d_alpha):
         updates, _ = setup.alpha_opt.update(d_alpha, a_state, alphas)
         return space.derive(jax.device_get(optax.apply_updates(alphas, updates)))
 
     ref, _, _ = evaluate(config.reference)
-    ref_genotype = genotype_after(ref)
+    ref_genotype, ref_mixed = genotype_after(ref), mixed_part(config.reference, ref)
     rows = []
     for name in names:
         d_alpha, seconds, peak = evaluate(name)
-        values = {**compare(d_alpha, ref), "genotype_agrees": float(genotype_after(d_alpha) == ref_genotype),
+        mixed = {f"mixed_{k}": v for k, v in compare(mixed_part(name, d_alpha), ref_mixed).items()}
+        arch = genotype_after(d_alpha)
+        values = {**compare(d_alpha, ref), **mixed, "genotype_agrees": float(arch == ref_genotype),
                   "seconds": seconds, "peak_memory_mb": peak}
         rows += [{"estimator": name, "metric": m, "value": values[m]} for m in METRICS]
+        # What the space knows of the derived cell (NB201: its benchmark test accuracy).
+        rows += [{"estimator": name, "metric": m, "value": v} for m, v in space.arch_metrics(arch).items()]
+    # The second-order term alone: DARTS's difference quotient at each ε scale against the exact jvp.
+    exact, fds = estimators.mixed(params, stats, alphas, inner_state, train[0], val)
+    rows.append({"estimator": "mixed_exact", "metric": "norm", "value": float(np.linalg.norm(_flat(exact)))})
+    for r, fd in zip(estimators.eps_scales, fds):
+        values = {**compare(fd, exact), "norm": float(np.linalg.norm(_flat(fd)))}
+        rows += [{"estimator": f"mixed_fd_eps{r:g}", "metric": m, "value": values[m]} for m in MIXED_METRICS]
     return rows
 
 
-def summarize(rows: list[dict], names: list[str]) -> dict:
-    """{estimator: {metric: (median, q25, q75)}} over the studied steps."""
+def summarize(rows: list[dict], names: list[str], metrics: tuple[str, ...] = METRICS) -> dict:
+    """{estimator: {metric: (median, q25, q75)}} over the studied steps and batch sizes."""
     out = {}
     for name in names:
         out[name] = {}
-        for metric in METRICS:
+        for metric in metrics:
             v = np.array([r["value"] for r in rows if r["estimator"] == name and r["metric"] == metric])
+            v = v[np.isfinite(v)]  # the first-order estimate has no mixed term to compare
             if len(v):
                 out[name][metric] = tuple(float(x) for x in np.percentile(v, [50, 25, 75]))
     return out
 
 
-def write_summary(summary: dict, names: list[str], reference: str, path: str) -> None:
-    lines = [f"Hypergradient estimators against `{reference}`: median [25th, 75th percentile] over the studied steps.",
-             "", "| estimator | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+def _table(summary: dict, names: list[str], metrics: tuple[str, ...]) -> list[str]:
+    lines = ["| estimator | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for name in names:
         cells = []
-        for metric in METRICS:
+        for metric in metrics:
             m = summary[name].get(metric)
             cells.append(f"{m[0]:.4g} [{m[1]:.3g}, {m[2]:.3g}]" if m else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_summary(summary: dict, names: list[str], mixed_names: list[str], reference: str, path: str) -> None:
+    lines = [f"Hypergradient estimators against `{reference}`: median [25th, 75th percentile] over the studied "
+             "steps and batch sizes. `mixed_*`: the estimate minus its first-order part, against the reference's.",
+             "", *_table(summary, names, METRICS), "",
+             "The second-order term alone, DARTS's central difference at each ε scale against the exact jvp:", "",
+             *_table(summary, mixed_names, MIXED_METRICS)]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -231,8 +299,13 @@ def plot_study(rows: list[dict], names: list[str], config, workdir: str) -> None
     import matplotlib.pyplot as plt
 
     def series(name, metric):
-        pts = sorted((r["step"], r["value"]) for r in rows if r["estimator"] == name and r["metric"] == metric)
-        return [p[0] for p in pts], [p[1] for p in pts]
+        """(steps, the median over batch sizes at each step)."""
+        by_step: dict[int, list[float]] = {}
+        for r in rows:
+            if r["estimator"] == name and r["metric"] == metric:
+                by_step.setdefault(r["step"], []).append(r["value"])
+        steps = sorted(by_step)
+        return steps, [float(np.median(by_step[s])) for s in steps]
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name in names:
@@ -257,9 +330,15 @@ def plot_study(rows: list[dict], names: list[str], config, workdir: str) -> None
     fig, ax = plt.subplots(figsize=(6, 4))
     if eps:
         eps.sort()
-        ax.plot([e for e, _ in eps], [np.median(series(n, "cosine")[1]) for _, n in eps], marker="o")
-    ax.set(xscale="log", xlabel="ε scale of darts_fd (ε = scale / ‖∇w' L_val‖)", ylabel="cosine (median)",
+        ax.plot([e for e, _ in eps], [np.median(series(n, "cosine")[1]) for _, n in eps], marker="o",
+                label="whole hypergradient (darts_fd)")
+    scales = sorted(config_lib.floats(config, "mixed_eps"))
+    if scales:
+        ax.plot(scales, [np.median(series(f"mixed_fd_eps{r:g}", "cosine")[1]) for r in scales], marker="s",
+                label="second-order term alone")
+    ax.set(xscale="log", xlabel="ε scale (ε = scale / ‖∇w' L_val‖)", ylabel="cosine to exact (median)",
            title="finite-difference step")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(workdir, "cosine_vs_eps.png"), dpi=110)
     plt.close(fig)
