@@ -18,6 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
     s.epochs = 4
     c.search = s
     c.strategies = "random_ws,darts,pcdarts,gdas,enas,pnas"
+    c.seeds = ""  # "" = search.seed once; "0,1,2": every strategy once per seed, reported as mean ± std
     c.train_epochs = 0  # > 0 (darts space): train each derived genotype from scratch this long, report test accuracy
     t = train_config.get_config()
     t.channels = 8
@@ -47,6 +48,17 @@ def strategy_config(config: ml_collections.ConfigDict, name: str) -> ml_collecti
     return s
 
 
+def seeds(config: ml_collections.ConfigDict) -> list[int]:
+    """The seeds every strategy runs with."""
+    try:
+        values = [int(x) for x in config.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"seeds must be comma-separated whole numbers, got {config.seeds!r}") from None
+    if len(set(values)) != len(values):
+        raise ConfigError(f"seeds repeats a seed: {config.seeds!r}")
+    return values or [config.search.seed]
+
+
 def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_count: int = 1) -> None:
     valid = set(get_config().keys())
     extra = sorted(set(config.keys()) - valid)
@@ -56,5 +68,6 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
         raise ConfigError(f"train_epochs must be >= 0, got {config.train_epochs}")
     if config.train_epochs and config.search.space != "darts":
         raise ConfigError("train_epochs > 0 needs space 'darts' (jaxnas.train trains DARTS genotypes)")
+    seeds(config)
     for name in strategy_names(config):
         search_config.validate(strategy_config(config, name), device_count, process_count)

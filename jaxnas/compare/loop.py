@@ -1,10 +1,12 @@
-"""Compare search strategies on equal terms: the same space, data, seed and number of epochs.
+"""Compare search strategies on equal terms: the same space, data, seeds and number of epochs.
 
-Each strategy's search runs into `<workdir>/<strategy>` (resumable like any search; a finished one
-is only read back), and, with `train_epochs > 0`, its derived genotype is trained from scratch
-into `<workdir>/<strategy>/train`. One table (`comparison.md`, `comparison.json`) lists per
-strategy the derived architecture's search-val accuracy (as its own search evaluates it), its
-parameters at the training network's size, the search seconds, and the test accuracy after training.
+Each strategy's search runs into `<workdir>/<strategy>` (`<workdir>/<strategy>/seed<k>` with several
+seeds; resumable like any search, a finished one is only read back), and, with `train_epochs > 0`,
+its derived genotype is trained from scratch into `.../train`. One table (`comparison.md`,
+`comparison.json`) lists per strategy the derived architecture's search-val accuracy (as its own
+search evaluates it), what the space knows of it (NAS-Bench-201: the benchmark's test accuracy),
+its parameters at the training network's size, the search seconds, and the test accuracy after
+training; with several seeds, as mean ± standard deviation, as the NAS-Bench-201 paper reports.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from absl import logging
 
 from jaxnas.compare import config as config_lib
@@ -25,13 +28,9 @@ from jaxnas.describe import resolve_architecture
 from jaxnas.search import loop as search_loop
 from jaxnas.spaces.base import get_space
 from jaxnas.train import loop as train_loop
+from jaxnas.writers import read_metrics
 
 COLUMNS = ("strategy", "search_val_acc", "params", "search_seconds", "test_acc", "genotype")
-
-
-def _metrics(workdir: str) -> list[dict]:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def _params(space: Any, search_workdir: str, train: ml_collections.ConfigDict, image_shape: tuple,
@@ -51,37 +50,78 @@ def _params(space: Any, search_workdir: str, train: ml_collections.ConfigDict, i
     return count_params(variables["params"])
 
 
+def _arch_metric_names(space: Any) -> set[str]:
+    """The names of the metrics a space logs of a derived cell (none for most spaces)."""
+    return {k for reference in space.arch_metric_references().values() for k in reference}
+
+
+def _search_once(config, name: str, seed: int, out: str) -> dict[str, Any] | None:
+    """One strategy's search (and training) at one seed: its row, or None if a signal stopped it."""
+    search = config_lib.strategy_config(config, name)
+    search.seed = seed
+    space = get_space(search.space, **search_loop.config_lib.space_options(search))
+    result = search_loop.run(search, out)
+    if result.get("stopped"):
+        return None
+    metrics = read_metrics(os.path.join(out, "metrics.jsonl"))
+    with open(os.path.join(out, "genotype.json")) as f:
+        genotype = json.load(f)
+    row = {"search_val_acc": metrics[-1]["val_acc"],
+           # what the space knows of the derived cell (NB201: its benchmark accuracies), as the search logged it
+           **{k: metrics[-1][k] for k in _arch_metric_names(space) if k in metrics[-1]},
+           "params": _params(space, out, config.train, *image_shape_and_classes(search.dataset, search.data_dir)),
+           "search_seconds": sum(m["seconds"] for m in metrics), "test_acc": None, "genotype": genotype}
+    if config.train_epochs:
+        train = config.train.copy_and_resolve_references()
+        train.genotype, train.dataset, train.data_dir = out, search.dataset, search.data_dir
+        train.seed, train.epochs = seed, config.train_epochs
+        trained = train_loop.run(train, os.path.join(out, "train"))
+        if trained.get("stopped"):
+            return None
+        row["test_acc"] = trained["test_acc"]
+    return row
+
+
+def aggregate(name: str, per_seed: list[dict]) -> dict[str, Any]:
+    """One row per strategy: numbers as (mean, std over seeds), genotypes as the list of them."""
+    row: dict[str, Any] = {"strategy": name, "seeds": len(per_seed)}
+    for key in per_seed[0]:
+        values = [r[key] for r in per_seed]
+        if key == "genotype":
+            row["genotypes"] = values
+        elif any(v is None for v in values):
+            row[key] = None
+        else:
+            row[key] = (float(np.mean(values)), float(np.std(values)))
+    return row
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
     config_lib.validate(config, jax.device_count(), jax.process_count())
     workdir = os.path.abspath(os.path.expanduser(workdir))
     os.makedirs(workdir, exist_ok=True)
+    seeds = config_lib.seeds(config)
     rows = []
     for name in config_lib.strategy_names(config):
-        search = config_lib.strategy_config(config, name)
-        space = get_space(search.space, **search_loop.config_lib.space_options(search))
-        logging.info("comparison: %s", name)
-        out = os.path.join(workdir, name)
-        result = search_loop.run(search, out)
-        if result.get("stopped"):
-            logging.warning("stopped during %s; rerun the same command to continue the comparison", name)
-            return rows
-        metrics = _metrics(out)
-        with open(os.path.join(out, "genotype.json")) as f:
-            genotype = json.load(f)
-        row = {"strategy": name, "search_val_acc": metrics[-1]["val_acc"],
-               "params": _params(space, out, config.train, *image_shape_and_classes(search.dataset, search.data_dir)),
-               "search_seconds": sum(m["seconds"] for m in metrics), "test_acc": None, "genotype": genotype}
-        if config.train_epochs:
-            train = config.train.copy_and_resolve_references()
-            train.genotype, train.dataset, train.data_dir = out, search.dataset, search.data_dir
-            train.seed, train.epochs = search.seed, config.train_epochs
-            trained = train_loop.run(train, os.path.join(out, "train"))
-            if trained.get("stopped"):
+        per_seed = []
+        for seed in seeds:
+            logging.info("comparison: %s, seed %d", name, seed)
+            out = os.path.join(workdir, name) if len(seeds) == 1 else os.path.join(workdir, name, f"seed{seed}")
+            row = _search_once(config, name, seed, out)
+            if row is None:
+                logging.warning("stopped during %s; rerun the same command to continue the comparison", name)
                 return rows
-            row["test_acc"] = trained["test_acc"]
-        rows.append(row)
+            per_seed.append(row)
+        rows.append(aggregate(name, per_seed))
         write_table(rows, config, workdir)
     return rows
+
+
+def _cell(value, fmt: str) -> str:
+    if value is None:
+        return "–"
+    mean, std = value
+    return format(mean, fmt) + (f" ± {format(std, fmt)}" if std else "")
 
 
 def write_table(rows: list[dict], config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -89,16 +129,20 @@ def write_table(rows: list[dict], config: ml_collections.ConfigDict, workdir: st
         return
     with open(os.path.join(workdir, "comparison.json"), "w") as f:
         json.dump(rows, f, indent=1)
-    s = config.search
+    s, seeds = config.search, config_lib.seeds(config)
+    extra = sorted({k for r in rows for k in r if k.startswith("benchmark_acc_")})
+    header = ["strategy", "search-val acc", *(k.replace("benchmark_acc_", "NB201 ") + " %" for k in extra),
+              "params", "search s", "test acc"]
     lines = [f"Search: space {s.space} (C={s.channels}, {s.layers} layers), {s.dataset}, {s.epochs} epochs, "
-             f"batch {s.batch_size}, seed {s.seed}."
+             f"batch {s.batch_size}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+             + (" (mean ± std over seeds)." if len(seeds) > 1 else ".")
              + (f" Test accuracy after {config.train_epochs} epochs of training from scratch." if config.train_epochs
                 else ""), "",
-             "| strategy | search-val acc | params | search s | test acc |", "|---|---|---|---|---|"]
+             "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for r in rows:
-        params = f"{r['params']:,}" if r["params"] is not None else "–"
-        test = f"{r['test_acc']:.4f}" if r["test_acc"] is not None else "–"
-        lines.append(f"| {r['strategy']} | {r['search_val_acc']:.4f} | {params} | {r['search_seconds']:.0f} | {test} |")
+        cells = [r["strategy"], _cell(r["search_val_acc"], ".4f"), *(_cell(r.get(k), ".2f") for k in extra),
+                 _cell(r["params"], ",.0f"), _cell(r["search_seconds"], ".0f"), _cell(r["test_acc"], ".4f")]
+        lines.append("| " + " | ".join(cells) + " |")
     with open(os.path.join(workdir, "comparison.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     logging.info("comparison table:\n%s", "\n".join(lines))
