@@ -15,7 +15,14 @@ from ml_collections import config_flags
 
 from jaxnas.data.pipeline import DataError
 from jaxnas.parallel import initialize_distributed
-from jaxnas.runs import NonFiniteError
+from jaxnas.runs import (
+    DiskFullError,
+    NonFiniteError,
+    disk_full_message,
+    is_disk_full,
+    newest_checkpoint_bytes,
+    resolve_workdir,
+)
 from jaxnas.search.config import ConfigError
 
 
@@ -52,6 +59,16 @@ def quiet_orbax() -> None:
     logging.get_absl_handler().addFilter(lambda r: r.levelno >= std_logging.WARNING or "orbax" not in r.pathname)
 
 
+def _fail(message: str, now: bool = False) -> None:
+    """The one line `error: ...` on stderr, exit status 2 (`now`: without Python's exit handlers)."""
+    logging.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    if now:
+        sys.stdout.flush()
+        os._exit(2)
+    sys.exit(2)
+
+
 def main_for(run: Callable, config_flag, workdir_flag) -> Callable:
     """The absl main: run(config, workdir), bad input reported as one line (exit status 2)."""
 
@@ -60,11 +77,18 @@ def main_for(run: Callable, config_flag, workdir_flag) -> Callable:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments {argv[1:]}; use --config, --workdir and --config.key=value")
         initialize_distributed()
+        workdir = workdir_flag.value
         try:
-            run(config_flag.value, workdir_flag.value)
+            workdir = resolve_workdir(workdir, workdir_flag.default)  # before any expensive work
+            run(config_flag.value, workdir)
         except (ConfigError, DataError, NonFiniteError) as e:
-            logging.flush()
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            _fail(str(e))
+        except Exception as e:
+            if not is_disk_full(e):
+                raise
+            # One line, then out at once: at exit Orbax's and TensorBoard's threads would add pages of
+            # tracebacks about the same full disk. What is saved stays; the lock dies with the process.
+            _fail(str(e) if isinstance(e, DiskFullError) else
+                  disk_full_message(os.path.abspath(workdir), newest_checkpoint_bytes(workdir)), now=True)
 
     return main
