@@ -4,9 +4,13 @@ errors for bad input, Orbax's per-save INFO logs silenced."""
 
 from __future__ import annotations
 
+import inspect
+import io
 import logging as std_logging
 import os
+import re
 import sys
+import tokenize
 from collections.abc import Callable
 from types import ModuleType
 
@@ -23,7 +27,81 @@ from jaxnas.runs import (
     newest_checkpoint_bytes,
     resolve_workdir,
 )
-from jaxnas.search.config import ConfigError
+from jaxnas.search.config import ConfigError, load_config_file
+
+HELP_FLAGS = ("-h", "-help", "--help", "--helpshort", "-?")
+_GROUP = re.compile(r"#\s*---\s*(\w+)\s*---\s*(.*)")
+_KEY = re.compile(r"c\.(\w+)\s*=")
+
+
+def describe_keys(get_config: Callable) -> list[tuple[str, str, str]]:
+    """(group, key, description) of every key `get_config` sets, in its order, read from its source:
+    a key's description is its line's trailing comment, or else the comment lines right above it;
+    its group is the last `# --- group --- [what]` line above it. The defaults and their help
+    live in one place, the config module."""
+    source = inspect.getsource(get_config)
+    comments = {}  # line number -> (comment, whether the line holds only the comment)
+    lines = source.splitlines()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            only = not lines[tok.start[0] - 1][:tok.start[1]].strip()
+            comments[tok.start[0]] = (tok.string, only)
+    out, group, above = [], "", []
+    for number, line in enumerate(lines, 1):
+        comment, only = comments.get(number, ("", False))
+        if only:
+            header = _GROUP.match(comment)
+            if header:
+                group, above = header.group(1) + (f" — {header.group(2)}" if header.group(2) else ""), []
+            else:
+                above.append(comment.lstrip("#").strip())
+            continue
+        key = _KEY.match(line.strip())
+        if key:
+            text = comment.lstrip("#").strip() if comment else " ".join(above)
+            out.append((group, key.group(1), text))
+        above = []
+    return out
+
+
+def _module_path(module: ModuleType) -> str:
+    return module.__name__.replace(".", "/") + ".py"
+
+
+def config_help(config_module: ModuleType, argv: list[str]) -> str:
+    """The config keys grouped, each with its value and description; the values of the --config
+    file in `argv` if there is one, else the defaults."""
+    values, source = config_module.get_config(), _module_path(config_module)
+    for arg in argv[1:]:
+        if arg.startswith("--config="):
+            try:
+                values, source = load_config_file(arg[len("--config="):]), arg[len("--config="):]
+            except Exception as e:  # a broken file: show the defaults, say why
+                source += f" (--config {arg[len('--config='):]!r} did not load: {type(e).__name__})"
+    rows = [(group, key, "{...}" if hasattr(values[key], "keys") else repr(values[key]), text)
+            for group, key, text in describe_keys(config_module.get_config)]
+    width = max(len(k) for _, k, _, _ in rows)
+    shown = max(min(len(v), 22) for _, _, v, _ in rows)
+    out, last = [f"config keys (--config.<key>=VALUE), with the values of {source}:"], None
+    for group, key, value, text in rows:
+        if group != last:
+            out.append(f"{group or 'other'}:")
+            last = group
+        value = value if len(value) <= shown else value[:shown - 1] + "…"
+        out.append(f"  {key:<{width}}  {value:<{shown}}  {text}")
+    return "\n".join(out)
+
+
+def print_help(config_module: ModuleType, default_workdir: str, what: str, argv: list[str]) -> None:
+    """`--help`: the command's docstring, its flags, and every config key with its value and one
+    line (absl's own --help lists only its flags; `--helpfull` still does)."""
+    doc = (sys.modules["__main__"].__doc__ or "").strip()
+    flags_text = (f"flags:\n  --config=FILE[:ARG]  {what} config file (get_config() -> ConfigDict); default "
+                  f"{_module_path(config_module)}\n"
+                  f"  --workdir=DIR        where checkpoints, metrics and outputs go; default {default_workdir}\n"
+                  f"  --config.KEY=VALUE   change one key of the config (below)\n"
+                  f"  --helpfull           absl's flags too")
+    print(f"{doc}\n\n{flags_text}\n\n{config_help(config_module, argv)}")
 
 
 def check_override_keys(argv: list[str], valid: set[str]) -> None:
@@ -46,7 +124,11 @@ def check_override_keys(argv: list[str], valid: set[str]) -> None:
 
 
 def define_flags(default_config: ModuleType, default_workdir: str, what: str):
-    """Define --config (default: `default_config`'s file) and --workdir; returns both flag holders."""
+    """Define --config (default: `default_config`'s file) and --workdir; returns both flag holders.
+    `--help` prints the config keys (see `print_help`) and exits."""
+    if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+        print_help(default_config, default_workdir, what, sys.argv)
+        sys.exit(0)
     check_override_keys(sys.argv, set(default_config.get_config().keys()))  # defining --config applies overrides
     config = config_flags.DEFINE_config_file("config", os.path.abspath(default_config.__file__),
                                              f"{what} config file (get_config() -> ConfigDict)", lock_config=True)

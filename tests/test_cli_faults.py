@@ -246,3 +246,17 @@ def test_sigterm_during_the_first_compile_exits_at_once(shared, tmp_path):
                      err.strip().splitlines()[-1])
     assert _checkpoints(workdir) == []
 
+
+# Issue 29 item 7: --help lists the config keys, grouped, with their defaults and one line each.
+@pytest.mark.parametrize("module, lines", [
+    ("jaxnas.search", [r"^data — what to search on:$", r"^  lr +0\.05 +weight learning rate, cosine to lr_min",
+                       r"^estimator — .*:$", r"^  estimator +'first_order' +first_order \| darts_fd"]),
+    ("jaxnas.train", [r"^network — what is trained:$", r"^  genotype +'DARTS_V2' +a constant"]),
+])
+def test_help_lists_the_config_keys_grouped(module, lines, tmp_path):
+    r = subprocess.run([sys.executable, "-m", module, "--help"], env=subprocess_env(), cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for pattern in [r"^  --workdir=DIR ", r"^config keys \(--config.<key>=VALUE\)", *lines]:
+        assert re.search(pattern, r.stdout, re.M), (pattern, r.stdout)
+    assert not os.listdir(tmp_path)
