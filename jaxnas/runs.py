@@ -201,12 +201,16 @@ def _chain(e: BaseException):
         e = e.__cause__ or e.__context__
 
 
+DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded")  # strerror(ENOSPC), strerror(EDQUOT)
+
+
 def is_disk_full(e: BaseException) -> bool:
-    """Whether `e` (or an exception it came from) is a full disk or an exceeded quota."""
+    """Whether `e` (or an exception it came from) is a full disk or an exceeded quota; Orbax's
+    TensorStore reports them as ValueError("RESOURCE_EXHAUSTED: ... No space left on device")."""
     for x in _chain(e):
         if isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
-        if "No space left on device" in str(x) or "Disk quota exceeded" in str(x):
+        if any(text in str(x) for text in DISK_FULL_TEXTS):
             return True
     return False
 
@@ -243,11 +247,15 @@ def save_checkpoint(ckpt, workdir: str, step: int, state, record: dict) -> None:
     except Exception as e:
         if not is_disk_full(e):
             raise
-        raise DiskFullError(workdir, tree_bytes(state)) from None
+        raise DiskFullError(workdir, max(tree_bytes(state), newest_checkpoint_bytes(workdir) or 0)) from None
 
 
-def _mb(n: float) -> str:
-    return f"{n / 2**20:.1f} MB"
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
 
 
 def disk_full_message(workdir: str, needed: int | None) -> str:
@@ -256,9 +264,9 @@ def disk_full_message(workdir: str, needed: int | None) -> str:
     while not os.path.isdir(d) and os.path.dirname(d) != d:
         d = os.path.dirname(d)
     free = shutil.disk_usage(d).free
-    need = f"a checkpoint needs about {_mb(needed)}" if needed else "free space for at least one checkpoint"
+    need = f"a checkpoint needs about {_size(needed)}" if needed else "free space for at least one checkpoint"
     kept = "its checkpoints are kept" if has_checkpoint(workdir) else "no checkpoint was saved yet"
-    return (f"no space left on the device of workdir {workdir}: {_mb(free)} free, {need}; {kept}; free some space "
+    return (f"no space left on the device of workdir {workdir}: {_size(free)} free, {need}; {kept}; free some space "
             f"and rerun the same command to resume")
 
 

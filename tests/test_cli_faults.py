@@ -83,7 +83,7 @@ def _checkpoints(workdir):
 
 @pytest.fixture(scope="module")
 def finished(shared, tmp_path_factory):
-    """A finished one-epoch chain search (36 steps; checkpoints at 10, 20, 30, 36)."""
+    """A finished one-epoch chain search (44 steps; checkpoints at 10, 20, 30, 40, 44)."""
     workdir = str(tmp_path_factory.mktemp("finished") / "run")
     _ok(_cli(shared, "jaxnas.search", workdir, *CHAIN))
     return workdir
@@ -202,11 +202,13 @@ def test_the_lock_is_per_process_and_released():
 
 
 # Issue 30 item 4: a full disk.
-def test_a_full_disk_is_one_line_and_a_rerun_resumes(shared, finished, tmp_path):
+@pytest.mark.parametrize("fault", ["disk_full_at:20", "tensorstore_full_at:20"])
+def test_a_full_disk_is_one_line_and_a_rerun_resumes(shared, finished, tmp_path, fault):
     workdir = str(tmp_path / "run")
-    r = _cli(shared, "jaxnas.search", workdir, *CHAIN, fault="disk_full_at:20")
-    _one_line_error(r, rf"no space left on the device of workdir {re.escape(workdir)}: [\d.]+ MB free, a checkpoint "
-                       r"needs about [\d.]+ MB; its checkpoints are kept; free some space and rerun the same command")
+    r = _cli(shared, "jaxnas.search", workdir, *CHAIN, fault=fault)
+    size = r"[\d.]+ (bytes|KB|MB|GB)"
+    _one_line_error(r, rf"no space left on the device of workdir {re.escape(workdir)}: {size} free, a checkpoint "
+                       rf"needs about {size}; its checkpoints are kept; free some space and rerun the same command")
     assert _checkpoints(workdir) == [10]
     r = _ok(_cli(shared, "jaxnas.search", workdir, *CHAIN))
     assert "resumed from checkpoint at step 10" in r.stderr
