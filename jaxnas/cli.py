@@ -1,6 +1,7 @@
-"""The shared shape of `python -m jaxnas.search` and `python -m jaxnas.train`: absl flags
-`--config` (an ml_collections config file, default the package's own) and `--workdir`, one-line
-errors for bad input, Orbax's per-save INFO logs silenced."""
+"""The shared shape of `python -m jaxnas.search` and `python -m jaxnas.train` (and study, compare):
+absl flags `--config` (an ml_collections config file, default the package's own) and `--workdir`,
+`--help` listing every config key, the workdir checked before any work, one-line errors for bad
+input and a full disk, Orbax's per-save INFO logs silenced."""
 
 from __future__ import annotations
 
