@@ -242,7 +242,7 @@ def test_sigterm_during_the_first_compile_exits_at_once(shared, tmp_path):
     seconds = time.time() - t0
     err = "".join(lines)
     assert p.returncode == 128 + signal.SIGTERM, err[-3000:]
-    assert seconds < 5, seconds
+    assert seconds < 10, seconds  # the compile alone takes minutes
     assert "first step done" not in err and "Traceback" not in err
     assert re.search(r"SIGTERM received before the first step finished: exiting now; .* nothing needs saving",
                      err.strip().splitlines()[-1])
