@@ -217,8 +217,9 @@ def test_a_full_disk_is_one_line_and_a_rerun_resumes(shared, finished, tmp_path,
 
 # Issue 30 item 8: SIGTERM while the first step compiles.
 def test_sigterm_during_the_first_compile_exits_at_once(shared, tmp_path):
-    """A DARTS-space search whose first step compiles for about a minute (no compilation cache):
-    SIGTERM a second into the compile ends it within seconds, with one line."""
+    """A DARTS-space search whose first step compiles for about two minutes on 2 cores (no
+    compilation cache; the whole one-epoch run took 2.5 min): SIGTERM a second into the compile
+    ends it within seconds (0.06 s measured idle, 1.4 s loaded), with one line."""
     workdir = str(tmp_path / "run")
     cmd = [sys.executable, "-m", "jaxnas.search", f"--workdir={workdir}", f"--config.data_dir={shared['data_dir']}",
            "--config.compilation_cache=", "--config.channels=4", "--config.layers=3", "--config.estimator=darts_fd"]
