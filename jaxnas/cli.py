@@ -1,12 +1,17 @@
-"""The shared shape of `python -m jaxnas.search` and `python -m jaxnas.train`: absl flags
-`--config` (an ml_collections config file, default the package's own) and `--workdir`, one-line
-errors for bad input, Orbax's per-save INFO logs silenced."""
+"""The shared shape of `python -m jaxnas.search` and `python -m jaxnas.train` (and study, compare):
+absl flags `--config` (an ml_collections config file, default the package's own) and `--workdir`,
+`--help` listing every config key, the workdir checked before any work, one-line errors for bad
+input and a full disk, Orbax's per-save INFO logs silenced."""
 
 from __future__ import annotations
 
+import inspect
+import io
 import logging as std_logging
 import os
+import re
 import sys
+import tokenize
 from collections.abc import Callable
 from types import ModuleType
 
@@ -15,8 +20,90 @@ from ml_collections import config_flags
 
 from jaxnas.data.pipeline import DataError
 from jaxnas.parallel import initialize_distributed
-from jaxnas.runs import NonFiniteError
-from jaxnas.search.config import ConfigError
+from jaxnas.runs import (
+    DISK_FULL_TEXTS,
+    DiskFullError,
+    NonFiniteError,
+    disk_full_message,
+    is_disk_full,
+    newest_checkpoint_bytes,
+    resolve_workdir,
+)
+from jaxnas.search.config import ConfigError, load_config_file
+
+HELP_FLAGS = ("-h", "-help", "--help", "--helpshort", "-?")
+_GROUP = re.compile(r"#\s*---\s*(\w+)\s*---\s*(.*)")
+_KEY = re.compile(r"c\.(\w+)\s*=")
+
+
+def describe_keys(get_config: Callable) -> list[tuple[str, str, str]]:
+    """(group, key, description) of every key `get_config` sets, in its order, read from its source:
+    a key's description is its line's trailing comment, or else the comment lines right above it;
+    its group is the last `# --- group --- [what]` line above it. The defaults and their help
+    live in one place, the config module."""
+    source = inspect.getsource(get_config)
+    comments = {}  # line number -> (comment, whether the line holds only the comment)
+    lines = source.splitlines()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            only = not lines[tok.start[0] - 1][:tok.start[1]].strip()
+            comments[tok.start[0]] = (tok.string, only)
+    out, group, above = [], "", []
+    for number, line in enumerate(lines, 1):
+        comment, only = comments.get(number, ("", False))
+        if only:
+            header = _GROUP.match(comment)
+            if header:
+                group, above = header.group(1) + (f" — {header.group(2)}" if header.group(2) else ""), []
+            else:
+                above.append(comment.lstrip("#").strip())
+            continue
+        key = _KEY.match(line.strip())
+        if key:
+            text = comment.lstrip("#").strip() if comment else " ".join(above)
+            out.append((group, key.group(1), text))
+        above = []
+    return out
+
+
+def _module_path(module: ModuleType) -> str:
+    return module.__name__.replace(".", "/") + ".py"
+
+
+def config_help(config_module: ModuleType, argv: list[str]) -> str:
+    """The config keys grouped, each with its value and description; the values of the --config
+    file in `argv` if there is one, else the defaults."""
+    values, source = config_module.get_config(), _module_path(config_module)
+    for arg in argv[1:]:
+        if arg.startswith("--config="):
+            try:
+                values, source = load_config_file(arg[len("--config="):]), arg[len("--config="):]
+            except Exception as e:  # a broken file: show the defaults, say why
+                source += f" (--config {arg[len('--config='):]!r} did not load: {type(e).__name__})"
+    rows = [(group, key, "{...}" if hasattr(values[key], "keys") else repr(values[key]), text)
+            for group, key, text in describe_keys(config_module.get_config)]
+    width = max(len(k) for _, k, _, _ in rows)
+    shown = max(min(len(v), 22) for _, _, v, _ in rows)
+    out, last = [f"config keys (--config.<key>=VALUE), with the values of {source}:"], None
+    for group, key, value, text in rows:
+        if group != last:
+            out.append(f"{group or 'other'}:")
+            last = group
+        value = value if len(value) <= shown else value[:shown - 1] + "…"
+        out.append(f"  {key:<{width}}  {value:<{shown}}  {text}")
+    return "\n".join(out)
+
+
+def print_help(config_module: ModuleType, default_workdir: str, what: str, argv: list[str]) -> None:
+    """`--help`: the command's docstring, its flags, and every config key with its value and one
+    line (absl's own --help lists only its flags; `--helpfull` still does)."""
+    doc = (sys.modules["__main__"].__doc__ or "").strip()
+    flags_text = (f"flags:\n  --config=FILE[:ARG]  {what} config file (get_config() -> ConfigDict); default "
+                  f"{_module_path(config_module)}\n"
+                  f"  --workdir=DIR        where checkpoints, metrics and outputs go; default {default_workdir}\n"
+                  f"  --config.KEY=VALUE   change one key of the config (below)\n"
+                  f"  --helpfull           absl's flags too")
+    print(f"{doc}\n\n{flags_text}\n\n{config_help(config_module, argv)}")
 
 
 def check_override_keys(argv: list[str], valid: set[str]) -> None:
@@ -39,7 +126,11 @@ def check_override_keys(argv: list[str], valid: set[str]) -> None:
 
 
 def define_flags(default_config: ModuleType, default_workdir: str, what: str):
-    """Define --config (default: `default_config`'s file) and --workdir; returns both flag holders."""
+    """Define --config (default: `default_config`'s file) and --workdir; returns both flag holders.
+    `--help` prints the config keys (see `print_help`) and exits."""
+    if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+        print_help(default_config, default_workdir, what, sys.argv)
+        sys.exit(0)
     check_override_keys(sys.argv, set(default_config.get_config().keys()))  # defining --config applies overrides
     config = config_flags.DEFINE_config_file("config", os.path.abspath(default_config.__file__),
                                              f"{what} config file (get_config() -> ConfigDict)", lock_config=True)
@@ -48,8 +139,37 @@ def define_flags(default_config: ModuleType, default_workdir: str, what: str):
 
 
 def quiet_orbax() -> None:
-    """Orbax logs every save at INFO level; keep its warnings and errors only."""
-    logging.get_absl_handler().addFilter(lambda r: r.levelno >= std_logging.WARNING or "orbax" not in r.pathname)
+    """Orbax logs every save at INFO level: keep its warnings and errors only. A full disk is
+    reported by `main_for` in one line: drop Orbax's per-thread tracebacks about it, and the
+    "Event loop is closed" tracebacks TensorStore prints for each write still in flight when
+    Orbax gives up a failed save (the issue counted 119 and 232 of them)."""
+
+    def keep(record) -> bool:
+        if "orbax" not in record.pathname:
+            return True
+        if record.levelno < std_logging.WARNING:
+            return False
+        return not any(text in record.getMessage() for text in DISK_FULL_TEXTS)
+
+    logging.get_absl_handler().addFilter(keep)
+    previous = sys.unraisablehook
+
+    def unraisablehook(unraisable) -> None:
+        if unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = unraisablehook
+
+
+def _fail(message: str, now: bool = False) -> None:
+    """The one line `error: ...` on stderr, exit status 2 (`now`: without Python's exit handlers)."""
+    logging.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    if now:
+        sys.stdout.flush()
+        os._exit(2)
+    sys.exit(2)
 
 
 def main_for(run: Callable, config_flag, workdir_flag) -> Callable:
@@ -60,11 +180,18 @@ def main_for(run: Callable, config_flag, workdir_flag) -> Callable:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments {argv[1:]}; use --config, --workdir and --config.key=value")
         initialize_distributed()
+        workdir = workdir_flag.value
         try:
-            run(config_flag.value, workdir_flag.value)
+            workdir = resolve_workdir(workdir, workdir_flag.default)  # before any expensive work
+            run(config_flag.value, workdir)
         except (ConfigError, DataError, NonFiniteError) as e:
-            logging.flush()
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            _fail(str(e))
+        except Exception as e:
+            if not is_disk_full(e):
+                raise
+            # One line, then out at once: at exit Orbax's and TensorBoard's threads would add pages of
+            # tracebacks about the same full disk. What is saved stays; the lock dies with the process.
+            _fail(str(e) if isinstance(e, DiskFullError) else
+                  disk_full_message(os.path.abspath(workdir), newest_checkpoint_bytes(workdir)), now=True)
 
     return main

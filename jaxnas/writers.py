@@ -126,7 +126,8 @@ def _clock(seconds: float) -> str:
 class Progress:
     """Logs `epoch e/E step s/S | x steps/s, y images/s | loss | ETA` as steps complete.
 
-    The rate excludes the first step after a (re)start, which includes compilation.
+    The rate excludes the first step after a (re)start, which includes compilation: that line
+    says so instead of showing a rate that is not known yet.
     """
 
     def __init__(self, total_steps: int, steps_per_epoch: int, epochs: int, batch_size: int, enabled: bool = True):
@@ -138,14 +139,17 @@ class Progress:
     def update(self, step: int, loss: float) -> None:
         """`step` = global steps completed so far."""
         now = time.perf_counter()
-        if self._t0 is None:
+        first = self._t0 is None
+        if first:
             self._t0, self._s0 = now, step
-            rate = float("nan")
-        else:
-            rate = (step - self._s0) / max(now - self._t0, 1e-9)
         if not self.enabled:
             return
-        eta = _clock((self.total - step) / rate) if rate == rate and rate > 0 else "?"
         epoch, in_epoch = divmod(step - 1, self.per_epoch)
+        if first or step == self._s0:
+            logging.info("epoch %d/%d step %d/%d | compiled; steps/s and ETA from the next update | train loss %.4f",
+                         epoch + 1, self.epochs, in_epoch + 1, self.per_epoch, loss)
+            return
+        rate = (step - self._s0) / max(now - self._t0, 1e-9)
         logging.info("epoch %d/%d step %d/%d | %.2f steps/s, %.0f images/s | train loss %.4f | ETA %s",
-                     epoch + 1, self.epochs, in_epoch + 1, self.per_epoch, rate, rate * self.batch_size, loss, eta)
+                     epoch + 1, self.epochs, in_epoch + 1, self.per_epoch, rate, rate * self.batch_size, loss,
+                     _clock((self.total - step) / rate))

@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from jaxnas.cli import describe_keys
+from jaxnas.compare import config as compare_config
 from jaxnas.search import config as search_config
 from jaxnas.search.config import ConfigError, load_config_file
 from jaxnas.study import config as study_config
@@ -58,3 +60,12 @@ def test_strategy_configs_have_an_offline_variant(name):
     assert c.dataset == "digits" and c.strategy == name.split("_")[0]
     with pytest.raises(ValueError, match="unknown variant 'cifar100'; valid variants: cifar10, digits"):
         load_config_file(os.path.join(ROOT, "configs", name) + ":cifar100")
+
+
+@pytest.mark.parametrize("kind", [search_config, train_config, study_config, compare_config],
+                         ids=lambda m: m.__name__)
+def test_every_config_key_has_a_group_and_a_description(kind):
+    """`--help` reads them from get_config's source (jaxnas.cli.describe_keys): none may be missing."""
+    described = describe_keys(kind.get_config)
+    assert sorted(key for _, key, _ in described) == sorted(kind.get_config().keys())
+    assert all(group and text for group, _, text in described), [d for d in described if not (d[0] and d[2])]

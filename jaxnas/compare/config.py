@@ -14,11 +14,13 @@ from jaxnas.train import config as train_config
 def get_config() -> ml_collections.ConfigDict:
     """Offline default: every strategy on the digits DARTS-space search, 4 epochs each."""
     c = ml_collections.ConfigDict()
+    # --- search --- one search config, run once per strategy
     s = search_config.get_config()
     s.epochs = 4
-    c.search = s
-    c.strategies = "random_ws,darts,pcdarts,gdas,enas,pnas"
+    c.search = s  # the search config (any key of `python -m jaxnas.search --help`, as --config.search.<key>)
+    c.strategies = "random_ws,darts,pcdarts,gdas,enas,pnas"  # the strategies compared, in this order
     c.seeds = ""  # "" = search.seed once; "0,1,2": every strategy once per seed, reported as mean ± std
+    # --- training --- of each derived genotype
     c.train_epochs = 0  # > 0 (darts space): train each derived genotype from scratch this long, report test accuracy
     t = train_config.get_config()
     t.channels = 8

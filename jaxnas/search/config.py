@@ -22,29 +22,32 @@ IMPLICIT_METHODS = ("cg", "neumann")
 
 
 def get_config() -> ml_collections.ConfigDict:
-    """Offline default: first-order DARTS on scikit-learn's digits, minutes on a laptop CPU."""
+    """Offline default: first-order DARTS on scikit-learn's digits, minutes on a laptop CPU.
+
+    Every key has a one-line description (its trailing comment, or the comment lines right above
+    it) under a `# --- group ---` line: `python -m jaxnas.search --help` prints them from here.
+    """
     c = ml_collections.ConfigDict()
-    # What to search on.
+    # --- data --- what to search on
     c.dataset = "digits"  # "digits" (offline) or any TFDS image-classification set, e.g. "cifar10"
     c.data_dir = ""  # TFDS data directory; "" = TFDS's default (~/tensorflow_datasets)
     c.train_portion = 0.5  # the train split's first part trains w, the rest (search-val) trains α
     c.crop_padding = 1  # random crop after zero padding by this many pixels (CIFAR: 4)
     c.flip = False  # random horizontal flips (CIFAR: True; digits are not mirror-symmetric)
-    # What to search.
-    c.space = "darts"  # one of SPACES
-    c.channels = 8
+    # --- space --- what to search
+    c.space = "darts"  # darts | nb201 | chain (jaxnas/spaces/)
+    c.channels = 8  # initial channels of the supernet (DARTS: 16)
     c.layers = 5  # cells (darts), cells per stage (nb201), layers (chain)
     c.impl = "scanned"  # darts supernet implementation: scanned (default), grouped or reference
     c.remat = False  # darts: recompute cell activations in backward passes (less memory, more compute)
     # "bfloat16": the supernet computes in bfloat16 (TPU/GPU); weights, α, BN statistics and optimizer
     # states stay float32. Slower on XLA:CPU, where bfloat16 is emulated.
     c.compute_dtype = "float32"
-    # How to search.
+    # --- strategy --- how to search
     c.strategy = "darts"  # darts | gdas | pcdarts | random_ws | enas | pnas (jaxnas/search/strategies/)
-    c.estimator = "first_order"  # one of ESTIMATORS
     c.alpha_warmup_epochs = 0  # train only the weights for this many epochs first (PC-DARTS: 15)
     c.gdas_tau_max = 10.0  # gdas: Gumbel-softmax temperature, linear per epoch from max to min
-    c.gdas_tau_min = 0.1
+    c.gdas_tau_min = 0.1  # gdas: the temperature of the last epoch
     c.pc_partial_channels = 4  # pcdarts: 1/K of each edge's channels go through the mixed op
     c.pc_edge_normalization = True  # pcdarts: weigh each node's incoming edges by softmax(β)
     # Sampling strategies (random_ws, enas, pnas): one architecture per step, no estimator.
@@ -52,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.enas_hidden = 100  # enas: LSTM controller width (ENAS: 100)
     c.enas_samples = 2  # enas: architectures rewarded per controller step
     c.enas_temperature = 5.0  # enas: logits = tanh_constant·tanh(logits / temperature), as ENAS's code
-    c.enas_tanh_constant = 2.5
+    c.enas_tanh_constant = 2.5  # enas: see enas_temperature
     c.enas_entropy_weight = 1e-4  # enas: entropy bonus of the REINFORCE loss
     c.enas_baseline_decay = 0.99  # enas: moving-average reward baseline
     c.enas_reward_cost = 0.0  # enas: reward = val accuracy − this · parameters in millions
@@ -62,34 +65,35 @@ def get_config() -> ml_collections.ConfigDict:
     # Resource-aware search (any space): α objective L_val + cost_weight·E_α[cost].
     c.cost_weight = 0.0
     c.cost_metric = "params"  # params | madds | path of a JSON latency table {op: cost}
+    # --- estimator --- the α gradient of the gradient strategies
+    c.estimator = "first_order"  # first_order | darts_fd | unrolled | implicit
     c.fd_eps_scale = 0.01  # darts_fd: ε = fd_eps_scale / ‖∇w' L_val‖
     c.unroll_steps = 1  # unrolled: inner optimizer steps differentiated through
     c.implicit_method = "cg"  # implicit: "cg" or "neumann"
-    c.implicit_iterations = 5
+    c.implicit_iterations = 5  # implicit: iterations of the inverse-Hessian solve
     c.implicit_step_size = 0.01  # neumann step size
     c.implicit_tol = 1e-10  # cg tolerance
-    c.epochs = 12
+    # --- optimisation --- weights: SGD with momentum, cosine lr; α: Adam with L2 weight decay, as DARTS
+    c.epochs = 12  # passes over search-train
     c.batch_size = 32  # global, over all devices and hosts
-    c.seed = 0
-    # Weight optimizer (SGD with momentum, cosine from lr to lr_min over the epochs).
-    c.lr = 0.05
-    c.lr_min = 0.001
-    c.momentum = 0.9
-    c.weight_decay = 3e-4
-    c.clip_norm = 5.0
-    # α optimizer (Adam with L2 weight decay, as DARTS).
-    c.alpha_lr = 3e-3
-    c.alpha_b1 = 0.5
-    c.alpha_b2 = 0.999
-    c.alpha_weight_decay = 1e-3
-    # Running.
-    c.eval_batch_size = 256
-    c.log_every_steps = 20
+    c.seed = 0  # initialisation, data order, augmentation, sampling: a run is a function of its config
+    c.lr = 0.05  # weight learning rate, cosine to lr_min over the epochs
+    c.lr_min = 0.001  # the weight learning rate of the last step
+    c.momentum = 0.9  # weight SGD momentum
+    c.weight_decay = 3e-4  # weight L2 decay
+    c.clip_norm = 5.0  # weight gradient clipping by global norm
+    c.alpha_lr = 3e-3  # α Adam learning rate
+    c.alpha_b1 = 0.5  # α Adam β1
+    c.alpha_b2 = 0.999  # α Adam β2
+    c.alpha_weight_decay = 1e-3  # α L2 decay
+    # --- run --- how the run is watched and stored; a resumed run may change these
+    c.eval_batch_size = 256  # batch of the end-of-epoch evaluation on search-val
+    c.log_every_steps = 20  # a progress line every this many steps
     c.checkpoint_every_steps = 0  # 0: only at the end of every epoch
-    c.keep_checkpoints = 3
+    c.keep_checkpoints = 3  # the newest checkpoints kept
     c.max_nonfinite_steps = 10  # stop after this many consecutive non-finite steps
     c.compilation_cache = "~/.cache/jaxnas/xla"  # persistent XLA cache ("" to turn off)
-    c.plots = True
+    c.plots = True  # write cells.png and alphas.png at each epoch's end
     return c
 
 

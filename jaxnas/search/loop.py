@@ -38,7 +38,17 @@ from jaxnas.parallel import (
     replicated_shapes,
 )
 from jaxnas.preflight import log_preflight
-from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir, skipped_note
+from jaxnas.runs import (
+    EpochSums,
+    NonFiniteError,
+    StopSignal,
+    check_workdir,
+    keep_old_metrics,
+    nonfinite_message,
+    open_workdir,
+    save_checkpoint,
+    skipped_note,
+)
 from jaxnas.search import config as config_lib
 from jaxnas.search import cost as cost_lib
 from jaxnas.search.config import ConfigError
@@ -173,18 +183,25 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     check_dataset(config.dataset, config.data_dir)
     workdir = os.path.abspath(os.path.expanduser(workdir))
     check_workdir(workdir, config, RUNTIME_KEYS, defaults=config_lib.get_config())
+    enable_compilation_cache(config.compilation_cache)
+    with StopSignal() as stop:
+        data = search_data(config, pid, pcount)  # before the workdir exists: a failed start leaves nothing
+        with open_workdir(workdir, config, RUNTIME_KEYS, config_lib.get_config(), pid, writer=pid == 0):
+            return _search(config, workdir, space, data, stop)
+
+
+def _search(config: ml_collections.ConfigDict, workdir: str, space, data: SearchData,
+            stop: StopSignal) -> dict[str, Any]:
+    """The search in a locked workdir holding this config, from its newest checkpoint or the start."""
+    pid, pcount = jax.process_index(), jax.process_count()
+    devices = jax.device_count()
     writer_enabled = pid == 0
     if writer_enabled:
         for sub in ("genotypes", "alphas"):
             os.makedirs(os.path.join(workdir, sub), exist_ok=True)
-        if not os.path.exists(os.path.join(workdir, "config.json")):
-            with open(os.path.join(workdir, "config.json"), "w") as f:
-                f.write(config.to_json(indent=2))
-    enable_compilation_cache(config.compilation_cache)
     logging.info("search %s/%s/%s on %s: %d device(s) (%s), %d process(es); workdir %s", config.space,
                  config.strategy, config.estimator, config.dataset, devices, jax.devices()[0].platform, pcount, workdir)
 
-    data = search_data(config, pid, pcount)
     train_data, val_data, spe, search_val = data.train, data.val, data.steps_per_epoch, data.val_set
     mean, std = data.mean, data.std
     total = spe * config.epochs
@@ -202,6 +219,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         logging.info("resumed from checkpoint at step %d (epoch %d, step %d of %d)", record["step"],
                      record["step"] // spe + 1, record["step"] % spe, spe)
     step = int(jax.device_get(state.step))
+    if step == 0 and writer_enabled:
+        keep_old_metrics(workdir)
     writer = MetricsWriter(workdir, enabled=writer_enabled)
     writer.keep_epochs_before(step // spe + 1)
 
@@ -229,58 +248,55 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         for m in jax.device_get(pending):
             sums.add(m)
             if sums.consecutive_nonfinite >= config.max_nonfinite_steps:
-                raise NonFiniteError(
-                    f"{sums.consecutive_nonfinite} consecutive non-finite steps (loss or gradient NaN/inf) up to step "
-                    f"{step}; stopped without saving; the last good checkpoint is kept in {ckpt.directory} "
-                    f"(steps {ckpt.steps()}); lower lr/alpha_lr or raise max_nonfinite_steps")
+                raise NonFiniteError(nonfinite_message(sums.consecutive_nonfinite, step, ckpt.directory, ckpt.steps(),
+                                                       "lr or alpha_lr"))
         if pending:
             progress.update(step, float(jax.device_get(pending[-1]["train_loss"])))
         pending.clear()
 
     def save() -> None:
         flush()
-        ckpt.save(step, state, {"step": step, "sums": dataclasses.asdict(sums)},
-                  healthy=sums.consecutive_nonfinite == 0)
+        save_checkpoint(ckpt, workdir, step, state, {"step": step, "sums": dataclasses.asdict(sums)},
+                        healthy=sums.consecutive_nonfinite == 0)
 
     last = None
     t_epoch = time.perf_counter()
     first = True
-    with StopSignal() as stop:
-        if step < total:
-            logging.info("compiling the search step (minutes on a CPU; cached for reruns)")
-        while step < total:
-            epoch, s = divmod(step, spe)
-            train_batches = tuple(host_batch(train_data.batch(epoch, s + i), mesh) for i in range(k))
-            val_batch = host_batch(val_data.batch(epoch, s), mesh)
-            state, metrics = train_step(state, train_batches, val_batch)
-            step += 1
-            pending.append(metrics)
-            if first:
-                jax.block_until_ready(metrics)
-                logging.info("first step done in %.1f s (compilation included)", time.perf_counter() - t_epoch)
-                first = False
-                flush()
-            elif step % config.log_every_steps == 0:
-                flush()
-            if step % spe == 0:
-                flush()
-                last = _end_epoch(config, space, strategy, workdir, writer, state, evaluate, context, search_val, mean,
-                                  std, mesh, step // spe, step, sums, time.perf_counter() - t_epoch, devices,
-                                  setup.costs)
-                # A run of non-finite steps goes on across the epoch's end (`healthy`, max_nonfinite_steps).
-                sums = dataclasses.replace(EpochSums.empty(step_metrics),
-                                           consecutive_nonfinite=sums.consecutive_nonfinite)
-                save()
-                t_epoch = time.perf_counter()
-            elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
-                save()
-            if stop.requested or ckpt.reached_preemption(step):
-                save()
-                logging.warning("stopped at step %d of %d (%s); checkpoint saved; rerun the same command to resume",
-                                step, total, stop.requested or "preemption")
-                writer.close()
-                ckpt.close()
-                return {"stopped": True, "step": step}
+    if step < total:
+        logging.info("compiling the search step (minutes on a CPU; cached for reruns)")
+    while step < total:
+        epoch, s = divmod(step, spe)
+        train_batches = tuple(host_batch(train_data.batch(epoch, s + i), mesh) for i in range(k))
+        val_batch = host_batch(val_data.batch(epoch, s), mesh)
+        state, metrics = train_step(state, train_batches, val_batch)
+        step += 1
+        pending.append(metrics)
+        if first:
+            jax.block_until_ready(metrics)
+            logging.info("first step done in %.1f s (compilation included)", time.perf_counter() - t_epoch)
+            first = False
+            stop.step_done()
+            flush()
+        elif step % config.log_every_steps == 0:
+            flush()
+        if step % spe == 0:
+            flush()
+            last = _end_epoch(config, space, strategy, workdir, writer, state, evaluate, context, search_val, mean,
+                              std, mesh, step // spe, step, sums, time.perf_counter() - t_epoch, devices,
+                              setup.costs)
+            # A run of non-finite steps goes on across the epoch's end (`healthy`, max_nonfinite_steps).
+            sums = dataclasses.replace(EpochSums.empty(step_metrics), consecutive_nonfinite=sums.consecutive_nonfinite)
+            save()
+            t_epoch = time.perf_counter()
+        elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+            save()
+        if stop.requested or ckpt.reached_preemption(step):
+            save()
+            logging.warning("stopped at step %d of %d (%s); checkpoint saved; rerun the same command to resume",
+                            step, total, stop.requested or "preemption")
+            writer.close()
+            ckpt.close()
+            return {"stopped": True, "step": step}
     if last is None:  # the run was already complete: rewrite the final outputs from the checkpoint
         logging.info("the run in %s is already complete (%d steps)", workdir, total)
     _write_final(config, space, strategy, workdir, state, writer_enabled)

@@ -21,6 +21,7 @@ PAPER_EPS = 0.01
 def get_config() -> ml_collections.ConfigDict:
     """Offline default: a chain-space search on digits, studied at 5 points, in float64; minutes on 2 cores."""
     c = ml_collections.ConfigDict()
+    # --- trajectory --- the search whose checkpoints are studied
     s = search_config.get_config()
     s.space = "chain"
     s.channels = 8
@@ -31,14 +32,15 @@ def get_config() -> ml_collections.ConfigDict:
     s.checkpoint_every_steps = 11  # every checkpoint is a study point
     s.keep_checkpoints = 1000
     s.plots = False
-    c.search = s
+    c.search = s  # the search config (any key of `python -m jaxnas.search --help`, as --config.search.<key>)
     c.search_workdir = ""  # study this search's checkpoints instead of running `search` in <workdir>/search
-    c.fd_eps = "0.01,0.001,0.1,1.0"
-    c.unroll_ks = "1,2,4"
-    c.implicit_methods = "neumann,cg"
-    c.implicit_ks = "5,20"
-    c.neumann_step_size = 0.01
-    c.cg_tol = 1e-12
+    # --- estimators --- compared at every checkpoint of the trajectory
+    c.fd_eps = "0.01,0.001,0.1,1.0"  # darts_fd: the ε scales compared (0.01: the paper's)
+    c.unroll_ks = "1,2,4"  # unrolled: the inner step counts compared
+    c.implicit_methods = "neumann,cg"  # implicit: the inverse-Hessian solvers compared
+    c.implicit_ks = "5,20"  # implicit: the solver iteration counts compared
+    c.neumann_step_size = 0.01  # implicit neumann: step size
+    c.cg_tol = 1e-12  # implicit cg: tolerance
     c.reference = "unrolled_k1"  # the quantity DARTS approximates; e.g. implicit_cg_k100 for the implicit one
     # Where along the search: "" = every checkpoint before the end, or fractions of the search's steps
     # ("0,0.01,0.05,0.2,0.5,1"), each studied at the nearest checkpoint.
@@ -48,7 +50,8 @@ def get_config() -> ml_collections.ConfigDict:
     # central difference at each of these ε scales (ε = scale/‖v‖) against the exact jvp.
     c.mixed_eps = "0.1,0.01,0.001,0.0001"
     c.float64 = True  # compare estimators in float64, so approximation error is not rounding
-    c.compilation_cache = "~/.cache/jaxnas/xla"
+    # --- run ---
+    c.compilation_cache = "~/.cache/jaxnas/xla"  # persistent XLA cache ("" to turn off)
     return c
 
 

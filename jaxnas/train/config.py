@@ -13,40 +13,48 @@ NETWORKS = ("cifar", "imagenet")
 
 
 def get_config() -> ml_collections.ConfigDict:
-    """Offline default: DARTS_V2 on scikit-learn's digits, a few minutes on a laptop CPU."""
+    """Offline default: DARTS_V2 on scikit-learn's digits, a few minutes on a laptop CPU.
+
+    Every key has a one-line description (its trailing comment) under a `# --- group ---` line:
+    `python -m jaxnas.train --help` prints them from here.
+    """
     c = ml_collections.ConfigDict()
-    c.genotype = "DARTS_V2"  # a constant (DARTS_V1, DARTS_V2), a genotype.json, or a search workdir
-    c.dataset = "digits"
-    c.data_dir = ""
-    c.train_split = "train"
-    c.test_split = "test"
-    c.network = "cifar"  # "cifar": 3C stem, 32x32-style; "imagenet": the mobile-setting stems
-    c.channels = 16
-    c.layers = 5
-    c.auxiliary_weight = 0.0  # > 0 adds the auxiliary head at 2/3 depth with this loss weight
-    c.drop_path = 0.1  # final drop-path rate, ramped linearly from 0 over training
+    # --- data ---
+    c.dataset = "digits"  # "digits" (offline) or any TFDS image-classification set, e.g. "cifar10"
+    c.data_dir = ""  # TFDS data directory; "" = TFDS's default (~/tensorflow_datasets)
+    c.train_split = "train"  # the TFDS split trained on
+    c.test_split = "test"  # the TFDS split evaluated at each epoch's end
     c.image_size = 0  # 0: images as stored, in memory; > 0: streamed, random-resized crops to this size
     c.eval_resize = 256  # streamed evaluation: shorter side to this, then the central image_size square
-    c.crop_padding = 1
-    c.flip = False
-    c.cutout = 0
-    c.label_smoothing = 0.0
-    c.epochs = 25
-    c.batch_size = 32  # global, over all devices and hosts
-    c.seed = 0
-    c.lr = 0.05
-    c.lr_schedule = "cosine"  # cosine to 0 over the epochs, or exponential: lr·lr_decay^epoch
-    c.lr_decay = 0.97
-    c.momentum = 0.9
-    c.weight_decay = 3e-4
-    c.clip_norm = 5.0
+    c.crop_padding = 1  # random crop after zero padding by this many pixels (CIFAR: 4)
+    c.flip = False  # random horizontal flips (CIFAR: True)
+    c.cutout = 0  # cutout square side in pixels (0: off; DARTS CIFAR: 16)
+    # --- network --- what is trained
+    c.genotype = "DARTS_V2"  # a constant (DARTS_V1, DARTS_V2), a genotype.json, or a search workdir
+    c.network = "cifar"  # "cifar": 3C stem, 32x32-style; "imagenet": the mobile-setting stems
+    c.channels = 16  # initial channels (DARTS CIFAR: 36)
+    c.layers = 5  # cells (DARTS CIFAR: 20)
+    c.auxiliary_weight = 0.0  # > 0 adds the auxiliary head at 2/3 depth with this loss weight
+    c.drop_path = 0.1  # final drop-path rate, ramped linearly from 0 over training
     c.compute_dtype = "float32"  # "bfloat16": activations and matmuls; params and BN statistics stay float32
-    c.eval_batch_size = 256
-    c.log_every_steps = 20
-    c.checkpoint_every_steps = 0
-    c.keep_checkpoints = 3
-    c.max_nonfinite_steps = 10
-    c.compilation_cache = "~/.cache/jaxnas/xla"
+    # --- optimisation --- SGD with momentum
+    c.epochs = 25  # passes over the train split
+    c.batch_size = 32  # global, over all devices and hosts
+    c.seed = 0  # initialisation, data order, augmentation, drop path: a run is a function of its config
+    c.lr = 0.05  # initial learning rate
+    c.lr_schedule = "cosine"  # cosine to 0 over the epochs, or exponential: lr·lr_decay^epoch
+    c.lr_decay = 0.97  # exponential schedule: per-epoch factor
+    c.momentum = 0.9  # SGD momentum
+    c.weight_decay = 3e-4  # L2 decay
+    c.clip_norm = 5.0  # gradient clipping by global norm
+    c.label_smoothing = 0.0  # cross-entropy label smoothing (DARTS ImageNet: 0.1)
+    # --- run --- how the run is watched and stored; a resumed run may change these
+    c.eval_batch_size = 256  # batch of the end-of-epoch test evaluation
+    c.log_every_steps = 20  # a progress line every this many steps
+    c.checkpoint_every_steps = 0  # 0: only at the end of every epoch
+    c.keep_checkpoints = 3  # the newest checkpoints kept
+    c.max_nonfinite_steps = 10  # stop after this many consecutive non-finite steps
+    c.compilation_cache = "~/.cache/jaxnas/xla"  # persistent XLA cache ("" to turn off)
     return c
 
 

@@ -34,7 +34,17 @@ from jaxnas.parallel import (
     replicated_shapes,
 )
 from jaxnas.preflight import log_preflight
-from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, check_workdir, skipped_note
+from jaxnas.runs import (
+    EpochSums,
+    NonFiniteError,
+    StopSignal,
+    check_workdir,
+    keep_old_metrics,
+    nonfinite_message,
+    open_workdir,
+    save_checkpoint,
+    skipped_note,
+)
 from jaxnas.search.config import ConfigError
 from jaxnas.spaces.darts import Genotype
 from jaxnas.train import config as config_lib
@@ -102,20 +112,25 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     check_dataset(config.dataset, config.data_dir)
     workdir = os.path.abspath(os.path.expanduser(workdir))
     check_workdir(workdir, config, config_lib.RUNTIME_KEYS, defaults=config_lib.get_config())
-    writer_enabled = pid == 0
-    if writer_enabled:
-        os.makedirs(workdir, exist_ok=True)
-        if not os.path.exists(os.path.join(workdir, "config.json")):
-            with open(os.path.join(workdir, "config.json"), "w") as f:
-                f.write(config.to_json(indent=2))
     enable_compilation_cache(config.compilation_cache)
+    with StopSignal() as stop:
+        data = _data(config, pid, pcount)  # before the workdir exists: a failed start leaves nothing
+        if data[0].steps_per_epoch < 1:
+            raise DataError(f"batch_size {config.batch_size} is larger than the train split")
+        with open_workdir(workdir, config, config_lib.RUNTIME_KEYS, config_lib.get_config(), pid, writer=pid == 0):
+            return _train(config, workdir, genotype, data, stop)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, genotype: Genotype, data: tuple,
+           stop: StopSignal) -> dict[str, Any]:
+    """The training in a locked workdir holding this config, from its newest checkpoint or the start."""
+    pid, pcount, devices = jax.process_index(), jax.process_count(), jax.device_count()
+    writer_enabled = pid == 0
     logging.info("train %s on %s: %d device(s) (%s), %d process(es); workdir %s", config.genotype, config.dataset,
                  devices, jax.devices()[0].platform, pcount, workdir)
 
-    batcher, test_batches, num_classes, image_shape = _data(config, pid, pcount)
+    batcher, test_batches, num_classes, image_shape = data
     spe = batcher.steps_per_epoch
-    if spe < 1:
-        raise DataError(f"batch_size {config.batch_size} is larger than the train split")
     total = spe * config.epochs
 
     compute_dtype = COMPUTE_DTYPES[config.compute_dtype]
@@ -133,6 +148,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         sums = EpochSums(**record["sums"])
         logging.info("resumed from checkpoint at step %d (epoch %d)", record["step"], record["step"] // spe + 1)
     step = int(jax.device_get(state.step))
+    if step == 0 and writer_enabled:
+        keep_old_metrics(workdir)
     writer = MetricsWriter(workdir, enabled=writer_enabled)
     writer.keep_epochs_before(step // spe + 1)
 
@@ -147,17 +164,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         for m in jax.device_get(pending):
             sums.add(m)
             if sums.consecutive_nonfinite >= config.max_nonfinite_steps:
-                raise NonFiniteError(
-                    f"{sums.consecutive_nonfinite} consecutive non-finite steps up to step {step}; stopped without "
-                    f"saving; the last good checkpoint is kept in {ckpt.directory} (steps {ckpt.steps()})")
+                raise NonFiniteError(nonfinite_message(sums.consecutive_nonfinite, step, ckpt.directory, ckpt.steps(),
+                                                       "lr"))
         if pending:
             progress.update(step, float(jax.device_get(pending[-1]["train_loss"])))
         pending.clear()
 
     def save() -> None:
         flush()
-        ckpt.save(step, state, {"step": step, "sums": dataclasses.asdict(sums)},
-                  healthy=sums.consecutive_nonfinite == 0)
+        save_checkpoint(ckpt, workdir, step, state, {"step": step, "sums": dataclasses.asdict(sums)},
+                        healthy=sums.consecutive_nonfinite == 0)
 
     def test_totals() -> np.ndarray:
         totals = np.zeros(3)
@@ -166,48 +182,49 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         return totals
 
     first, t_epoch = True, time.perf_counter()
-    with StopSignal() as stop:
-        while step < total:
-            epoch, s = divmod(step, spe)
-            rate = np.float32(drop_rate(config, epoch))
-            state, metrics = train_step(state, host_batch(batcher.batch(epoch, s), mesh), rate)
-            step += 1
-            pending.append(metrics)
-            if first:
-                jax.block_until_ready(metrics)
-                logging.info("first step done in %.1f s (compilation included)", time.perf_counter() - t_epoch)
-                first = False
-                flush()
-            elif step % config.log_every_steps == 0:
-                flush()
-            if step % spe == 0:
-                flush()
-                totals = test_totals()
-                means = sums.means()
-                record = {"epoch": step // spe, "step": step, "train_loss": means["train_loss"],
-                          "train_acc": means["train_acc"], "test_loss": totals[0] / totals[2],
-                          "test_acc": totals[1] / totals[2], "lr": float(schedule(step - 1)), "drop_path": float(rate),
-                          "nonfinite_steps": sums.steps - sums.finite_steps,
-                          "seconds": time.perf_counter() - t_epoch, "devices": devices}
-                record = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in record.items()}
-                logging.info("epoch %d/%d: train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1f s%s",
-                             record["epoch"], config.epochs, record["train_loss"], record["train_acc"],
-                             record["test_loss"], record["test_acc"], record["seconds"], skipped_note(sums))
-                writer.write(record, step)
-                # A run of non-finite steps goes on across the epoch's end (`healthy`, max_nonfinite_steps).
-                sums = dataclasses.replace(EpochSums.empty(STEP_METRICS),
-                                           consecutive_nonfinite=sums.consecutive_nonfinite)
-                save()
-                t_epoch = time.perf_counter()
-            elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
-                save()
-            if stop.requested or ckpt.reached_preemption(step):
-                save()
-                logging.warning("stopped at step %d of %d (%s); checkpoint saved; rerun the same command to resume",
-                                step, total, stop.requested or "preemption")
-                writer.close()
-                ckpt.close()
-                return {"stopped": True, "step": step}
+    if step < total:
+        logging.info("compiling the training step (minutes on a CPU; cached for reruns)")
+    while step < total:
+        epoch, s = divmod(step, spe)
+        rate = np.float32(drop_rate(config, epoch))
+        state, metrics = train_step(state, host_batch(batcher.batch(epoch, s), mesh), rate)
+        step += 1
+        pending.append(metrics)
+        if first:
+            jax.block_until_ready(metrics)
+            logging.info("first step done in %.1f s (compilation included)", time.perf_counter() - t_epoch)
+            first = False
+            stop.step_done()
+            flush()
+        elif step % config.log_every_steps == 0:
+            flush()
+        if step % spe == 0:
+            flush()
+            totals = test_totals()
+            means = sums.means()
+            record = {"epoch": step // spe, "step": step, "train_loss": means["train_loss"],
+                      "train_acc": means["train_acc"], "test_loss": totals[0] / totals[2],
+                      "test_acc": totals[1] / totals[2], "lr": float(schedule(step - 1)), "drop_path": float(rate),
+                      "nonfinite_steps": sums.steps - sums.finite_steps,
+                      "seconds": time.perf_counter() - t_epoch, "devices": devices}
+            record = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in record.items()}
+            logging.info("epoch %d/%d: train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1f s%s",
+                         record["epoch"], config.epochs, record["train_loss"], record["train_acc"],
+                         record["test_loss"], record["test_acc"], record["seconds"], skipped_note(sums))
+            writer.write(record, step)
+            # A run of non-finite steps goes on across the epoch's end (`healthy`, max_nonfinite_steps).
+            sums = dataclasses.replace(EpochSums.empty(STEP_METRICS), consecutive_nonfinite=sums.consecutive_nonfinite)
+            save()
+            t_epoch = time.perf_counter()
+        elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+            save()
+        if stop.requested or ckpt.reached_preemption(step):
+            save()
+            logging.warning("stopped at step %d of %d (%s); checkpoint saved; rerun the same command to resume",
+                            step, total, stop.requested or "preemption")
+            writer.close()
+            ckpt.close()
+            return {"stopped": True, "step": step}
     totals = test_totals()
     params = jax.device_get(state.params)
     madds = multiply_adds(build_network(config, genotype, num_classes), image_shape, train=False)
