@@ -1,0 +1,169 @@
+"""Write docs/fidelity.md and its plots from committed study results.
+
+    python benchmarks/fidelity_report.py                       # every study under benchmarks/results/
+    python benchmarks/fidelity_report.py --out=docs/fidelity.md
+
+A study's folder under `benchmarks/results/` holds what `python -m jaxnas.study` wrote (`study.csv`),
+`meta.json` (the command, date, machine, versions, commit and the search's total steps) and
+`findings.md` (what the numbers say, written by whoever ran it). Everything else in the page is
+computed here from those files, so rerunning this script after a new study run updates it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.environ.get("JAXNAS_RESULTS", os.path.join(ROOT, "benchmarks", "results"))
+WHOLE = ("cosine", "rel_l2", "mixed_cosine", "mixed_rel_l2")
+OTHER = ("sign_agreement", "genotype_agrees", "seconds", "peak_memory_mb")
+
+
+def read_rows(path: str) -> list[dict]:
+    with open(path) as f:
+        return [{"step": int(r["step"]), "batch_size": int(r["batch_size"]), "estimator": r["estimator"],
+                 "metric": r["metric"], "value": float(r["value"])} for r in csv.DictReader(f)]
+
+
+def quartiles(values: list[float]) -> str:
+    v = np.asarray([x for x in values if np.isfinite(x)])
+    if not len(v):
+        return "–"
+    q25, q50, q75 = np.percentile(v, [25, 50, 75])
+    return f"{q50:.3g} [{q25:.3g}, {q75:.3g}]"
+
+
+def estimators(rows: list[dict]) -> list[str]:
+    seen = []
+    for r in rows:
+        if not r["estimator"].startswith("mixed_") and r["estimator"] not in seen:
+            seen.append(r["estimator"])
+    return seen
+
+
+def values(rows, **match) -> list[float]:
+    return [r["value"] for r in rows if all(r[k] == v for k, v in match.items())]
+
+
+def table(header: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|", *("| " + " | ".join(b) + " |" for b in body)]
+
+
+def study_section(name: str, folder: str, plots_dir: str) -> list[str]:
+    rows = read_rows(os.path.join(folder, "study.csv"))
+    with open(os.path.join(folder, "meta.json")) as f:
+        meta = json.load(f)
+    total = meta["total_steps"]
+    names = estimators(rows)
+    steps = sorted({r["step"] for r in rows})
+    batches = sorted({r["batch_size"] for r in rows})
+    progress = {s: f"{100 * s / total:.0f} %" for s in steps}
+    out = [f"## {meta['title']}", "", meta["setting"], "",
+           f"Measured {meta['date']} on {meta['machine']} ({meta['versions']}), commit {meta['commit']}:",
+           f"`{meta['command']}`. Points: steps {', '.join(map(str, steps))} of {total}; batch sizes "
+           f"{', '.join(map(str, batches))}; reference `{meta['reference']}`. Cells: median [25th, 75th percentile] "
+           "over the points and batch sizes unless a column says otherwise.", ""]
+    findings = os.path.join(folder, "findings.md")
+    if os.path.exists(findings):
+        with open(findings) as f:
+            out += ["### What it shows", "", f.read().strip(), ""]
+
+    out += ["### Whole hypergradient and second-order term, against the reference", "",
+            "`mixed_*` compares the estimate minus its first-order part (∇α L_val at the weights where the "
+            "estimator evaluates it) with the reference's; the first-order estimate has none.", ""]
+    out += table(["estimator", *WHOLE, *OTHER],
+                 [[n, *(quartiles(values(rows, estimator=n, metric=m)) for m in WHOLE + OTHER)] for n in names])
+    bench = sorted({r["metric"] for r in rows if r["metric"].startswith("benchmark_acc_")})
+    if bench:
+        out += ["", "NAS-Bench-201 test accuracy (%) of the cell derived after one α step:", ""]
+        out += table(["estimator", *bench], [[n, *(quartiles(values(rows, estimator=n, metric=m)) for m in bench)]
+                                             for n in names])
+
+    for metric in ("cosine", "mixed_cosine"):
+        out += ["", f"### `{metric}` by training progress (over batch sizes)", ""]
+        out += table(["estimator", *(progress[s] for s in steps)],
+                     [[n, *(quartiles(values(rows, estimator=n, metric=metric, step=s)) for s in steps)]
+                      for n in names])
+        out += ["", f"### `{metric}` by batch size (over points)", ""]
+        out += table(["estimator", *(f"batch {b}" for b in batches)],
+                     [[n, *(quartiles(values(rows, estimator=n, metric=metric, batch_size=b)) for b in batches)]
+                      for n in names])
+
+    mixed = sorted({r["estimator"] for r in rows if r["estimator"].startswith("mixed_fd_eps")},
+                   key=lambda n: -float(n[len("mixed_fd_eps"):]))
+    if mixed:
+        out += ["", "### The second-order term alone: DARTS's finite difference against the exact jvp", "",
+                "‖M‖ of the exact term: " + quartiles(values(rows, estimator="mixed_exact", metric="norm"))
+                + ". Per ε scale r (ε = r/‖v‖):", ""]
+        out += table(["ε scale", "cosine", "rel-L2", "‖M_fd‖"],
+                     [[n[len("mixed_fd_eps"):], *(quartiles(values(rows, estimator=n, metric=m))
+                                                  for m in ("cosine", "rel_l2", "norm"))] for n in mixed])
+    out += ["", *plots(name, rows, names, steps, total, mixed, plots_dir)]
+    return out
+
+
+def plots(name: str, rows, names, steps, total, mixed, plots_dir: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(plots_dir, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    x = [100 * s / total for s in steps]
+    for ax, metric in zip(axes, ("cosine", "mixed_cosine")):
+        for n in names:
+            y = [np.nanmedian(values(rows, estimator=n, metric=metric, step=s) or [np.nan]) for s in steps]
+            if np.any(np.isfinite(y)):
+                ax.plot(x, y, marker="o", ms=3, label=n)
+        ax.set(xlabel="% of the search", ylabel=f"{metric} to the reference (median over batch sizes)",
+               title="whole hypergradient" if metric == "cosine" else "second-order term", ylim=(-1.05, 1.05))
+        ax.axhline(0, color="0.7", lw=0.5)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    progress_png = f"{name}_cosine_over_search.png"
+    fig.savefig(os.path.join(plots_dir, progress_png), dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if mixed:
+        r = [float(n[len("mixed_fd_eps"):]) for n in mixed]
+        for metric, label in (("cosine", "cosine to exact"), ("rel_l2", "relative L2 error")):
+            med = [np.nanmedian(values(rows, estimator=n, metric=metric)) for n in mixed]
+            q = [np.nanpercentile(values(rows, estimator=n, metric=metric), [25, 75]) for n in mixed]
+            ax.plot(r, med, marker="o", label=label)
+            ax.fill_between(r, [a for a, _ in q], [b for _, b in q], alpha=0.2)
+    ax.set(xscale="log", xlabel="ε scale r (ε = r / ‖∇w' L_val‖)", title="does the finite difference converge?")
+    ax.axhline(1, color="0.7", lw=0.5)
+    ax.axhline(0, color="0.7", lw=0.5)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    eps_png = f"{name}_eps_convergence.png"
+    fig.savefig(os.path.join(plots_dir, eps_png), dpi=110)
+    plt.close(fig)
+    rel = os.path.relpath(plots_dir, os.path.join(ROOT, "docs"))
+    return [f"![cosine over the search]({rel}/{progress_png})", "", f"![ε convergence]({rel}/{eps_png})", ""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(ROOT, "docs", "fidelity.md"))
+    args = parser.parse_args()
+    studies = sorted(d for d in os.listdir(RESULTS) if os.path.exists(os.path.join(RESULTS, d, "study.csv")))
+    lines = ["# Hypergradient fidelity on the DARTS supernet", "",
+             "Generated by `python benchmarks/fidelity_report.py` from the study results under "
+             "`benchmarks/results/`; do not edit by hand.", ""]
+    for name in studies:
+        lines += study_section(name, os.path.join(RESULTS, name), os.path.join(ROOT, "docs", "fidelity"))
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines).rstrip() + "\n")
+    print(f"wrote {args.out} ({len(studies)} studies)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""benchmarks/fidelity_report.py turns study results into docs tables: checked on a hand-made study.csv."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_report_tabulates_medians_and_quartiles_by_point_and_batch(tmp_path):
+    folder = tmp_path / "results" / "toy"
+    folder.mkdir(parents=True)
+    rows = []
+    for step in (0, 50, 100):
+        for batch in (8, 32):
+            for est, value in (("first_order", 0.5), ("darts_fd", 0.9)):
+                v = value + step / 1000 + batch / 10000  # distinct per point and batch
+                rows += [(step, batch, est, "cosine", v), (step, batch, est, "mixed_cosine", v - 0.5),
+                         (step, batch, est, "rel_l2", 1 - v), (step, batch, est, "seconds", 0.1)]
+            rows += [(step, batch, "mixed_exact", "norm", 1.0), (step, batch, "mixed_fd_eps0.01", "cosine", 0.3),
+                     (step, batch, "mixed_fd_eps0.01", "rel_l2", 2.0), (step, batch, "mixed_fd_eps0.01", "norm", 8.0)]
+    with open(folder / "study.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["step", "batch_size", "estimator", "metric", "value"])
+        out.writerows(rows)
+    meta = {"title": "Toy", "setting": "a hand-made table", "date": "today", "machine": "here", "versions": "v",
+            "commit": "c", "command": "none", "total_steps": 100, "reference": "unrolled_k1"}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    (folder / "findings.md").write_text("The finite difference is poor here.")
+    out_md = tmp_path / "fidelity.md"
+    env = {**os.environ, "JAXNAS_RESULTS": str(tmp_path / "results"), "MPLBACKEND": "Agg"}
+    subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "fidelity_report.py"), f"--out={out_md}"],
+                   env=env, check=True, capture_output=True, text=True)
+    text = out_md.read_text()
+    assert "## Toy" in text and "The finite difference is poor here." in text
+    # darts_fd at step 0: 0.9008 and 0.9032 (batches 8, 32): median 0.902, quartiles 0.9014 and 0.9026
+    by_progress = text.split("### `cosine` by training progress")[1].split("###")[0]
+    assert "| darts_fd | 0.902 [0.901, 0.903] | 0.952 [0.951, 0.953] | 1 [1, 1] |" in by_progress
+    assert "| 0.01 | 0.3 [0.3, 0.3] | 2 [2, 2] | 8 [8, 8] |" in text  # the ε table
+    assert (tmp_path / "results").exists() and "![ε convergence]" in text
