@@ -35,4 +35,5 @@ def get_config():
     c.implicit_methods = "neumann,cg"
     c.implicit_ks = "10"
     c.reference = "unrolled_k1"
+    c.fast_compile = True  # about 30 compiles of second-order steps in float64: minutes each on 2 cores
     return c

@@ -66,7 +66,7 @@ def _warn_once(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
-def compiler_options() -> dict[str, Any]:
+def workaround_options() -> dict[str, Any]:
     """The per-compile options of the workarounds for jax's default backend, in the spelling the
     running XLA knows; none of those the user set in `XLA_FLAGS`."""
     platform = PLATFORMS.get(jax.default_backend(), "other")
@@ -83,6 +83,6 @@ def compiler_options() -> dict[str, Any]:
     return options
 
 
-def jit(fun: Callable, **kwargs) -> jax.stages.Wrapped:
-    """`jax.jit` with the workarounds as per-compile options."""
-    return jax.jit(fun, compiler_options=compiler_options(), **kwargs)
+def jit(fun: Callable, compiler_options: dict[str, Any] | None = None, **kwargs) -> jax.stages.Wrapped:
+    """`jax.jit` with the workarounds as per-compile options (beside any `compiler_options` given)."""
+    return jax.jit(fun, compiler_options={**workaround_options(), **(compiler_options or {})}, **kwargs)

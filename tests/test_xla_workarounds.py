@@ -25,11 +25,11 @@ def test_importing_jaxnas_leaves_xla_flags_alone():
 
 
 def test_the_cpu_option_is_spelled_as_this_xla_knows_it_and_a_user_flag_wins(monkeypatch):
-    options = xla_workarounds.compiler_options()
+    options = xla_workarounds.workaround_options()
     assert len(options) == 1 and next(iter(options)) in SCHEDULER_NAMES
     for name in SCHEDULER_NAMES:
         monkeypatch.setenv("XLA_FLAGS", f"--{name}=whatever --xla_backend_optimization_level=0")
-        assert xla_workarounds.compiler_options() == {}
+        assert xla_workarounds.workaround_options() == {}
 
 
 # A user's notebook: jax first, then a jaxnas search (the chain space, a few steps); XLA dumps the

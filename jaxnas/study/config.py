@@ -42,14 +42,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.neumann_step_size = 0.01  # implicit neumann: step size
     c.cg_tol = 1e-12  # implicit cg: tolerance
     c.reference = "unrolled_k1"  # the quantity DARTS approximates; e.g. implicit_cg_k100 for the implicit one
-    # Where along the search: "" = every checkpoint before the end, or fractions of the search's steps
-    # ("0,0.01,0.05,0.2,0.5,1"), each studied at the nearest checkpoint.
-    c.points = ""
-    c.batch_sizes = ""  # "" = the search's batch size; "8,32,64" studies each state at each size
-    # The second-order term alone, d/dα <∇w L_train(w, α), v> with v = ∇w' L_val(w', α): DARTS's
-    # central difference at each of these ε scales (ε = scale/‖v‖) against the exact jvp.
-    c.mixed_eps = "0.1,0.01,0.001,0.0001"
+    c.mixed_eps = "0.1,0.01,0.001,0.0001"  # the second-order term alone: DARTS's difference at these ε scales
+    # --- points --- where along the trajectory, at which batch sizes, how precisely
+    c.points = ""  # "" = every checkpoint before the end; or fractions of the search, e.g. "0,0.01,0.5,1"
+    c.batch_sizes = ""  # "" = the search's batch size; "8,32,64" studies each point at each size
     c.float64 = True  # compare estimators in float64, so approximation error is not rounding
+    c.fast_compile = False  # XLA's cheapest optimisation: compiles about 2x faster, `seconds` then slower
     # --- run ---
     c.compilation_cache = "~/.cache/jaxnas/xla"  # persistent XLA cache ("" to turn off)
     return c

@@ -25,7 +25,7 @@ from absl import logging
 
 from jaxnas import xla_workarounds
 from jaxnas.checkpoint import Checkpointer
-from jaxnas.compilation import enable_compilation_cache
+from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.preflight import log_preflight
 from jaxnas.search import config as search_config
 from jaxnas.search import hypergrad
@@ -99,6 +99,7 @@ class _Estimators:
         self.inner = inner_optimizer(schedule, momentum, weight_decay)
         self.compiled: dict[Any, Any] = {}
         self.eps_scales = tuple(config_lib.floats(config, "mixed_eps"))
+        self.compiler_options = FAST_COMPILE if config.fast_compile else {}
 
         def first_order_part(params, batch_stats, alphas, inner_state, train_batches, val_batch):
             """∇_α L_val(w_k, α) at the weights after the given virtual steps (a partial derivative)."""
@@ -111,26 +112,30 @@ class _Estimators:
             return mixed_lib.mixed_terms(supernet_loss(net, batch_stats), params, alphas, self.inner, inner_state,
                                          train_batch, val_batch, self.eps_scales)
 
-        self.first_order_part = xla_workarounds.jit(first_order_part)
-        self.mixed = xla_workarounds.jit(mixed)
+        self.first_order_part = xla_workarounds.jit(first_order_part, compiler_options=self.compiler_options)
+        self.mixed = xla_workarounds.jit(mixed, compiler_options=self.compiler_options)
 
-    def _fn(self, name: str):
-        kind, options = config_lib.parse_estimator(name, self.config)
+    def _fn(self, kind: str, options: dict):
         estimate = hypergrad.get_estimator(kind, **options)
         net, inner = self.net, self.inner
 
-        def run(params, batch_stats, alphas, inner_state, train_batches, val_batch, xi):
+        def run(params, batch_stats, alphas, inner_state, train_batches, val_batch, xi, runtime):
             d_alpha, _ = estimate(supernet_loss(net, batch_stats), params, alphas, inner, inner_state, train_batches,
-                                  val_batch, xi=xi)
+                                  val_batch, xi=xi, **runtime)
             return d_alpha
 
-        return xla_workarounds.jit(run)
+        return xla_workarounds.jit(run, compiler_options=self.compiler_options)
 
     def __call__(self, name: str, *args) -> tuple[Any, float, float]:
         """(dα, seconds of one call after compilation, compiled peak memory in MB)."""
-        key = (name, tuple(np.shape(x) for x in jax.tree.leaves(args)))
+        kind, options = config_lib.parse_estimator(name, self.config)
+        # darts_fd's ε scale is an argument, so one compile serves the whole ε sweep.
+        runtime = {k: jnp.asarray(options.pop(k), jnp.float64 if self.config.float64 else jnp.float32)
+                   for k in ("eps_scale",) if k in options}
+        args = (*args, runtime)
+        key = (kind, tuple(sorted(options.items())), tuple(np.shape(x) for x in jax.tree.leaves(args)))
         if key not in self.compiled:
-            self.compiled[key] = self._fn(name).lower(*args).compile()
+            self.compiled[key] = self._fn(kind, options).lower(*args).compile()
         fn = self.compiled[key]
         jax.block_until_ready(fn(*args))  # warm
         t0 = time.perf_counter()
