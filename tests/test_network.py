@@ -1,12 +1,14 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from jaxnas.counting import count_params, multiply_adds
+from jaxnas.counting import multiply_adds
 from jaxnas.nn.chain import ChainNetwork
 from jaxnas.nn.network import NetworkCIFAR, NetworkImageNet, drop_path
 from jaxnas.spaces.chain import ChainArch
-from jaxnas.spaces.darts import DARTS_V2
+from jaxnas.spaces.darts import DARTS_V2, Genotype
 
 
 def test_cifar_network_trains_and_evaluates_under_jit():
@@ -52,11 +54,42 @@ def test_multiply_adds_of_a_hand_computable_network():
     assert sum(counts.values()) == 8 * 8 * 9 * 3 * C + C * 10
 
 
-def test_depthwise_and_strided_convs_are_counted_per_group():
-    net = NetworkCIFAR(DARTS_V2, C=4, layers=3, num_classes=10)
+class _GroupedConv(nn.Module):
+    channels: int
+    groups: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Conv(self.channels, (3, 3), strides=self.stride, padding=1, feature_group_count=self.groups,
+                       use_bias=False)(x)
+
+
+@pytest.mark.parametrize("groups", [6, 2, 1])  # depthwise, grouped, dense
+@pytest.mark.parametrize("stride, side", [(1, 8), (2, 4)])
+def test_grouped_and_strided_convs_are_counted_per_group(groups, stride, side):
+    # By hand: each of the side² outputs of each of the 6 filters sums 3·3·(6/groups) products.
+    # Counting every filter over all 6 input channels (the dense-count bug) gives `groups` times more.
+    counts = multiply_adds(_GroupedConv(6, groups, stride), (8, 8, 6))
+    assert list(counts.values()) == [side * side * 3 * 3 * (6 // groups) * 6]
+
+
+def test_the_network_counts_its_depthwise_convs_per_group():
+    # DARTS_V2's normal cell as the reduction cell too: separable convs with stride 2 on the input edges.
+    genotype = Genotype(DARTS_V2.normal, DARTS_V2.normal_concat, DARTS_V2.normal, DARTS_V2.reduce_concat)
+    net = NetworkCIFAR(genotype, C=4, layers=3, num_classes=10)
     counts = multiply_adds(net, (8, 8, 3), train=False)
-    dw = [k for k in counts if k.endswith("dw1")][0]
-    # a 3x3 depthwise conv over 4 or more channels: H'W' * 9 * C, not H'W' * 9 * C^2
-    v = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), train=False))
-    assert counts[dw] < 8 * 8 * 9 * 64
-    assert count_params(v["params"]) > 0
+    seen = {}  # each depthwise conv's output side and kernel shape, read off its call
+
+    def record(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if context.method_name == "__call__" and context.module.name == "dw1":
+            seen["/".join(context.module.path)] = (out.shape[1] * out.shape[2], context.module.variables["params"]
+                                                   ["kernel"].shape)
+        return out
+
+    with nn.intercept_methods(record):
+        jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), train=False))
+    assert seen and {hw for hw, _ in seen.values()} == {64, 16, 4}  # strided convs included
+    for name, (hw, (kh, kw, per_group, c_out)) in seen.items():
+        assert per_group == 1 and counts[name] == hw * kh * kw * c_out  # not hw·kh·kw·C_in·C_out
