@@ -3,10 +3,12 @@ import random
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from helpers import assert_alpha_gradient_reaches_every_row
 
 from jaxnas.describe import describe
+from jaxnas.nn.gdas import gumbel_hard
 from jaxnas.nn.nb201 import NB201Network
 from jaxnas.spaces.nb201 import EDGES, OPS, NB201Arch, all_archs, derive, init_alphas
 
@@ -65,3 +67,44 @@ def test_supernet_alpha_gradient_reaches_every_edge_and_arch_network_runs():
     arch_net = NB201Network(C=4, N=1, num_classes=10, arch=NB201Arch.from_string(BEST))
     va = arch_net.init(jax.random.key(0), x, None, False)
     assert jax.jit(lambda v, x: arch_net.apply(v, x, None, False))(va, x).shape == (4, 10)
+
+
+def test_gdas_forward_is_the_drawn_path_and_its_gradient_reaches_every_edge(monkeypatch):
+    # GDAS on NB201: the value of a straight-through draw is the one-hot path of the drawn ops, and
+    # α gets the gradient of softmax((log p + g)/τ) through every entry of every edge's row.
+    from jaxnas.nn import nb201 as nb201_nets
+
+    draws = []
+
+    def recording(alpha, key, tau):
+        hard, index = gumbel_hard(alpha, key, tau)
+        draws.append(index)
+        return hard, index
+
+    monkeypatch.setattr(nb201_nets, "gumbel_hard", recording)
+    gdas = NB201Network(C=4, N=1, num_classes=10, mixing="gumbel")
+    path = NB201Network(C=4, N=1, num_classes=10, mixing="path")
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3), jnp.float32)
+    alphas = init_alphas(jax.random.key(1))
+    v = path.init(jax.random.key(2), x, alphas, False)  # the same variables: ops named by edge and op
+    rngs, tau = {"gumbel": jax.random.key(7)}, 0.5
+
+    def run(net, a, **kw):
+        return net.apply(v, x, a, True, mutable=["batch_stats"], **kw)[0]
+
+    got = run(gdas, alphas, rngs=rngs, tau=tau)
+    (index,) = draws
+    assert len(set(np.asarray(index).tolist())) > 1  # this draw mixes ops
+    want = run(path, {"cell": jax.nn.one_hot(index, alphas["cell"].shape[-1])})
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+    def loss(a):
+        logits = run(gdas, a, rngs=rngs, tau=tau)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.arange(4)).mean()
+
+    g = np.asarray(jax.jit(jax.grad(loss))(alphas)["cell"])
+    assert np.all(np.isfinite(g)) and np.all(np.abs(g).sum(1) > 0)
+    # In evaluation each edge takes its strongest op, with no noise.
+    strongest = {"cell": jax.nn.one_hot(jnp.argmax(alphas["cell"], -1), alphas["cell"].shape[-1])}
+    np.testing.assert_allclose(gdas.apply(v, x, alphas, False), path.apply(v, x, strongest, False), rtol=1e-6,
+                               atol=1e-6)

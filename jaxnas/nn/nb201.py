@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.nn import switch
+from jaxnas.nn.gdas import argmax_hard, gumbel_hard
 from jaxnas.nn.network import dense
 from jaxnas.nn.ops import BatchNorm, Identity, Pool, ReLUConvBN, Zero, conv, torch_default_init
 from jaxnas.nn.switch import run_one
@@ -54,27 +55,38 @@ def nb201_op(name: str, C: int, affine: bool, axis_name: str | None, module_name
     raise ValueError(f"unknown NB201 op {name!r}; valid ops: {', '.join(OPS)}")
 
 
+def _hard(weights: Array) -> tuple[Array, Array, Array]:
+    """Per edge of a one-hot (or straight-through one-hot) weight row: (op index, its weight, the
+    sum of the others). An edge's output is weight·op(x) + others: the op's output in value (1 and
+    0), and, for GDAS's straight-through draw, the gradient of every entry of the row."""
+    index = jnp.argmax(weights, axis=-1)
+    chosen = jnp.take_along_axis(weights, index[..., None], axis=-1)[..., 0]
+    return index, chosen, jnp.sum(weights, axis=-1) - chosen
+
+
 class PathEdge(nn.Module):
-    """One search edge that runs only op `index` (`lax.switch`); parameters named by op."""
+    """One search edge that runs only op `index` (`lax.switch`), as weight·op(x) + others
+    (`_hard`); parameters named by op."""
 
     C: int
     axis_name: str | None = None
 
     @nn.compact
-    def __call__(self, x: Array, index: Array, train: bool) -> Array:
+    def __call__(self, x: Array, index: Array, weight: Array, others: Array, train: bool) -> Array:
         def branch(op):
             def run(module, x):
                 return nb201_op(op, self.C, False, self.axis_name, op)(x, train).astype(x.dtype)
 
             return run
 
-        return run_one(self, index, [branch(op) for op in OPS], x)
+        return weight * run_one(self, index, [branch(op) for op in OPS], x) + others
 
 
 class NB201Cell(nn.Module):
     """A cell; with `arch` a discrete cell, without it a search cell mixing all ops by `weights`
-    (`path`: `weights` are one-hot and only each edge's chosen op runs; with `scan_edges` the 6
-    edges run as one `lax.scan`, so XLA compiles their switch once per cell instead of 6 times)."""
+    (`path`: `weights` are one-hot, or GDAS's straight-through draw, and only each edge's chosen op
+    runs; with `scan_edges` the 6 edges run as one `lax.scan`, so XLA compiles their switch once per
+    cell instead of 6 times)."""
 
     C: int
     arch: NB201Arch | None = None
@@ -97,7 +109,8 @@ class NB201Cell(nn.Module):
                     total = total + nb201_op(op, self.C, True, self.axis_name, f"edge{e}_{op}")(nodes[j], train)
                 elif self.path:
                     branches = [self._search_op(op, e, train) for op in OPS]
-                    total = total + run_one(self, jnp.argmax(weights[e]), branches, nodes[j])
+                    index, weight, others = _hard(weights[e])
+                    total = total + (weight * run_one(self, index, branches, nodes[j]) + others)
                 else:
                     for o, op in enumerate(OPS):
                         y = nb201_op(op, self.C, False, self.axis_name, f"edge{e}_{op}")(nodes[j], train)
@@ -124,7 +137,7 @@ class NB201Cell(nn.Module):
         nodes = switch.scan_edges(
             self, PathEdge(self.C, self.axis_name, parent=None), order, variables_of, store_stats,
             lambda nodes, j: nodes[j], [EDGES[e][1] for e in order], [EDGES[e][0] for e in order], nodes,
-            (jnp.argmax(weights[jnp.array(order)], axis=-1),), train)
+            _hard(weights[jnp.array(order)]), train)
         return nodes[-1]
 
     def _search_op(self, op: str, e: int, train: bool):
@@ -152,7 +165,10 @@ class ResNetBasicBlock(nn.Module):
 
 class NB201Network(nn.Module):
     """`apply(variables, x, alphas, train)` for the supernet (arch=None); `alphas` ignored otherwise.
-    `mixing='path'`: `alphas` are one-hot and each edge runs only its chosen op."""
+    `mixing='path'`: `alphas` are one-hot and each edge runs only its chosen op. `mixing='gumbel'`
+    is GDAS (Dong & Yang, 2019): in training each edge runs one op drawn from the Gumbel-softmax of
+    α at temperature `tau` (rng stream `'gumbel'`; one draw for every cell and the whole batch), with
+    the straight-through gradient; in evaluation each edge's strongest op."""
 
     C: int = 16
     N: int = 5
@@ -162,10 +178,16 @@ class NB201Network(nn.Module):
     mixing: str = "softmax"
 
     @nn.compact
-    def __call__(self, x: Array, alphas=None, train: bool = False) -> Array:
+    def __call__(self, x: Array, alphas=None, train: bool = False, tau: Array | float = 1.0) -> Array:
         weights = None
         if self.arch is None:
-            weights = alphas["cell"] if self.mixing == "path" else jax.nn.softmax(alphas["cell"], axis=-1)
+            a = alphas["cell"]
+            if self.mixing == "path":
+                weights = a
+            elif self.mixing == "gumbel":
+                weights = gumbel_hard(a, self.make_rng("gumbel"), tau)[0] if train else argmax_hard(a)[0]
+            else:
+                weights = jax.nn.softmax(a, axis=-1)
             weights = weights.astype(x.dtype)
         x = conv(self.C, 3, padding=1, name="stem_conv")(x)
         x = BatchNorm(axis_name=self.axis_name, name="stem_bn")(x, train)
@@ -175,7 +197,7 @@ class NB201Network(nn.Module):
                 C *= 2
                 x = ResNetBasicBlock(C, self.axis_name, name=f"reduce{stage}")(x, train)
             for _ in range(self.N):
-                cell = NB201Cell(C, self.arch, self.axis_name, self.mixing == "path", name=f"cell{index}")
+                cell = NB201Cell(C, self.arch, self.axis_name, self.mixing in ("path", "gumbel"), name=f"cell{index}")
                 x = cell(x, weights, train)
                 index += 1
         x = nn.relu(BatchNorm(axis_name=self.axis_name, name="last_bn")(x, train))

@@ -145,7 +145,7 @@ class NB201Space:
     name: str = "nb201"
 
     def __post_init__(self):
-        _check_mixing(self.mixing, PATH_MIXINGS)
+        _check_mixing(self.mixing, (*PATH_MIXINGS, "gumbel"))
 
     def init_alphas(self, rng):
         return nb201.init_alphas(rng)

@@ -51,4 +51,4 @@ class GdasStrategy(Strategy):
         return options
 
 
-GDAS = GdasStrategy("gdas", spaces=("darts",))
+GDAS = GdasStrategy("gdas", spaces=("darts", "nb201"))
