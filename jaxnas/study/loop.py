@@ -190,15 +190,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         if new_file:
             out.writeheader()
         points = config_lib.floats(config, "points")
-        for step in study_steps(sorted({0, *steps}) if points else steps, total, points):
-            todo = [b for b in batch_sizes if (step, b) not in done]
-            if not todo:
-                continue
-            # Step 0 is the initial state, which the search's seed determines (it saves no checkpoint there).
-            state = target if step == 0 and step not in steps else ckpt.restore(step, target)[0]
-            epoch, s = divmod(step, data.steps_per_epoch)
-            for b in todo:
-                train_data, val_data = (dataclasses.replace(d, batch_size=b) for d in (data.train, data.val))
+        # Batch size by batch size: each size compiles every estimator anew, so a study cut short
+        # has every point at the sizes it finished.
+        chosen = study_steps(sorted({0, *steps}) if points else steps, total, points)
+        for b in batch_sizes:
+            train_data, val_data = (dataclasses.replace(d, batch_size=b) for d in (data.train, data.val))
+            for step in [s for s in chosen if (s, b) not in done]:
+                # Step 0 is the initial state, which the search's seed determines (no checkpoint is saved there).
+                state = target if step == 0 and step not in steps else ckpt.restore(step, target)[0]
+                epoch, s = divmod(step, data.steps_per_epoch)
                 train = tuple(_cast(train_data.batch(epoch, s + i), dtype) for i in range(k_max))
                 val = _cast(val_data.batch(epoch, s), dtype)
                 cosines = {}
