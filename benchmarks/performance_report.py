@@ -28,7 +28,7 @@ START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 
 def read_results(path: str) -> tuple[dict, dict[str, dict]]:
     """(the first header's environment, case name -> row): a case's last timed line, with the compile
-    time of its last compile-only line where there is one."""
+    time of its last compile-only line where there is one; timed cases first, in the order run."""
     env, timed, compiled = {}, {}, {}
     with open(path) as f:
         for line in f:
@@ -42,7 +42,7 @@ def read_results(path: str) -> tuple[dict, dict[str, dict]]:
             elif "case" in r:
                 timed[r["case"]] = r
     rows = {}
-    for name in list(compiled) + [n for n in timed if n not in compiled]:
+    for name in list(timed) + [n for n in compiled if n not in timed]:  # the timed pass runs in the suite's order
         row = dict(timed.get(name) or {"case": name, "error": compiled[name].get("error", "not timed (deadline)")})
         c = compiled.get(name)
         if c and "compile_seconds" in c:

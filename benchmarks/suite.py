@@ -1,21 +1,40 @@
 """Run a list of `jaxnas.bench` cases in one process and write one JSON line per case.
 
-    python benchmarks/suite.py --out=bench.jsonl --deadline=480            # the accelerator table
-    python benchmarks/suite.py --out=bench.jsonl --deadline=420 --workers=4 # four processes share the GPU
-    python benchmarks/suite.py --out=bench.jsonl --tiny                     # a CPU smoke run of the same cases
+    python benchmarks/suite.py --tiny                                   # a CPU smoke run of the same cases
+    python benchmarks/suite.py --deadline=480 --profile                 # an accelerator's table
+    python benchmarks/suite.py --deadline=480 --profile --compile-workers=4 --compile-deadline=200 \
+        --compile-timeout=330 --cache-dir=/tmp/jaxnas-cache             # as benchmarks/gpu_lease.sh runs it
+    python benchmarks/suite.py --list                                   # the cases, most important first
+
+Results go to `benchmarks/results/<YYYY-MM-DD>_<device-kind>.jsonl` (`-tiny` added for `--tiny`;
+`--out` or `--results-dir` put them elsewhere), appended: a header line (`{"environment": ...}`: UTC
+date, device kind and count, jax, jaxlib, flax, optax and Python versions, the commit and whether
+the tree had uncommitted changes, XLA_FLAGS, the arguments), then one line per case. `python
+benchmarks/performance_report.py` turns the files into docs/performance.md's tables.
 
 Why one process: on an accelerator most of a case's wall time outside the compile is Python and
 backend start-up, and a lent machine is timed by the second. Cases run in the order listed (most
-important first); one that fails is recorded with its error and the rest still run; none starts
-after `--deadline` seconds, and each result is written as soon as it is measured, so a run cut
-short keeps what it measured.
+important first: issue 28's list); one that fails is recorded with its error and the rest still run;
+none starts after `--deadline` seconds, and each result is written as soon as it is measured, so a
+run cut short keeps what it measured; the last line printed says how to run the rest (`--only=...`).
 
-With `--workers=N` the cases are dealt out in turn to N processes that compile at the same time (a
-compile is host work, and an accelerator host has cores to spare) but run their steps one process at
-a time (a lock file is held over each case's warm-up and timed steps), so a lease measures N times as
-many cases. The workers do not preallocate accelerator memory. Steps of one process can still
-overlap another's compile-time autotuning on the accelerator; the median of the timed steps is
-robust to a few such overlaps, and `step_seconds_min` is reported beside it.
+`--profile` traces `jaxnas.bench.PROFILE_STEPS` more steps of the cases marked `profile` (first order
+and `darts_fd` at the paper config) with `jax.profiler` and records kernels per step and the top
+kernel kinds' share of kernel time. Cases with `xla_flags` (XLA:GPU command buffers) run in a
+process of their own: XLA reads XLA_FLAGS once, when jax starts.
+
+`--compile-workers=N` splits a run into two passes: N processes first compile every case at once
+(lines with `"phase": "compile"`: compile time, HLO size, FLOPs, step memory) into the persistent
+compilation cache, then this process times the cases one after the other with nothing else running
+(`"phase": "time"`; its compile is a cache load). A compile is host work and an accelerator host has
+cores to spare, while a scanned supernet's step is launched from the host and slows down when other
+processes compile (H100, 2026-11-27: 0.90 against 0.59 s a step). Cases whose compile did not finish
+by `--compile-timeout` are not timed.
+
+With `--workers=N` the cases are dealt out in turn to N processes that compile at the same time
+but run their steps one process at a time (a lock file is held over each case's warm-up and timed
+steps). Steps of one process then overlap the others' compiles: it fits more cases into a lease,
+but its step times are not clean.
 """
 
 from __future__ import annotations
@@ -145,7 +164,19 @@ def run_workers(args: argparse.Namespace, names: list[str], compile_only: bool =
             extra = [f"--deadline={args.deadline}", f"--worker-id={w}"]
             extra += ["--compile-only"] if compile_only else [f"--lock={lock}"]
             children.append(subprocess.Popen(_child_cmd(args, share, *extra), env=env))
-        for child in children:
+        wait(children, args.compile_timeout if compile_only else None)
+
+
+def wait(children: list[subprocess.Popen], timeout: float | None) -> None:
+    """Wait for `children`; end those still running `timeout` seconds from now (what they were
+    compiling is then not recorded, and the timed pass skips it)."""
+    end = None if timeout is None else time.perf_counter() + timeout
+    for child in children:
+        try:
+            child.wait(None if end is None else max(end - time.perf_counter(), 0.1))
+        except subprocess.TimeoutExpired:
+            print(f"compile pass: ending process {child.pid} (--compile-timeout)", flush=True)
+            child.kill()
             child.wait()
 
 
@@ -172,11 +203,11 @@ def compile_pass(args: argparse.Namespace, cases: list[Case], deadline: float) -
     """Compile `cases` into the compilation cache, `args.compile_workers` processes at once (and one
     more per case with XLA_FLAGS of its own), each starting no compile after `deadline` seconds."""
     args = argparse.Namespace(**{**vars(args), "deadline": deadline})
+    t0 = time.perf_counter()
     flagged = [subprocess.Popen(_child_cmd(args, [c.name], f"--deadline={deadline}", "--compile-only"),
                                 env=_flags_env(c)) for c in cases if c.xla_flags]
     run_workers(args, [c.name for c in cases if not c.xla_flags], compile_only=True)
-    for child in flagged:
-        child.wait()
+    wait(flagged, None if args.compile_timeout is None else args.compile_timeout - (time.perf_counter() - t0))
 
 
 def compiled_cases(path: str) -> set[str]:
@@ -269,6 +300,8 @@ def main() -> None:
     parser.add_argument("--compile-deadline", type=float, default=None,
                         help="with --compile-workers: start no compile after this many seconds (default: half "
                              "the deadline)")
+    parser.add_argument("--compile-timeout", type=float, default=None,
+                        help="with --compile-workers: end the compile pass's processes after this many seconds")
     parser.add_argument("--workers", type=int, default=1, help="processes that compile in parallel")
     parser.add_argument("--lock", default="", help="lock file held while a case's steps run")
     parser.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
