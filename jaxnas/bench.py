@@ -285,18 +285,21 @@ def profile_summary(directory: str, steps: int, hlo: dict | None = None, top: in
     files = sorted(glob.glob(os.path.join(directory, "**", "*.xplane.pb"), recursive=True))
     try:
         data = jax.profiler.ProfileData.from_file(files[-1])
-        device, host = [], []
+        streams, ops, host = [], [], []
         for plane in data.planes:
             on_device = plane.name.startswith("/device:") and "CPU" not in plane.name
             for line in plane.lines:
-                if on_device and not (line.name.startswith("Stream") or line.name == "XLA Ops"):
-                    continue
-                for event in line.events:
-                    if on_device:
-                        device.append((event.name, event.duration_ns))
-                    elif "hlo_op" in dict(event.stats) and not event.name.startswith(_CONTROL_FLOW):
-                        host.append((event.name, event.duration_ns))  # not loops: their thunks nest the body's
-        kernels, source = (device, "device trace") if device else (host, "host trace (XLA:CPU thunks)")
+                if on_device and line.name.startswith("Stream"):  # GPU: kernels (and copies) per stream
+                    streams += [(e.name, e.duration_ns) for e in line.events]
+                elif on_device and line.name == "XLA Ops":  # TPU: the HLO ops the chip ran
+                    ops += [(e.name, e.duration_ns) for e in line.events]
+                elif not on_device:  # XLA:CPU's thunks, not loops (their events nest the body's)
+                    host += [(e.name, e.duration_ns) for e in line.events
+                             if "hlo_op" in dict(e.stats) and not e.name.startswith(_CONTROL_FLOW)]
+        kernels, source = next((k, s) for k, s in [(streams, "device trace (GPU streams)"),
+                                                    (ops, "device trace (XLA ops)"),
+                                                    (host, "host trace (events with an hlo_op: XLA:CPU's thunks)")]
+                               if k or s.startswith("host"))
         if not kernels:
             raise ValueError("no kernel events in the trace")
     except Exception as e:  # noqa: BLE001 - the HLO's fusion count is the fallback
