@@ -71,7 +71,7 @@ def table_row(row: dict) -> list[str]:
     pct = percent_of_peak(row)
     profile = row.get("profile") or {}
     top = (profile.get("top_kinds") or [{}])[0]
-    kernels = "–" if not profile else (f"{profile.get('kernels_per_step')}"
+    kernels = "–" if not profile else (_num(profile.get("kernels_per_step"), ",.0f")
                                        + (f"; {top['kind']} {100 * top['share']:.0f} %" if top else ""))
     instructions, fusions = row.get("hlo_instructions"), row.get("hlo_fusions")
     return [row["case"] + (f" (`{row['xla_flags']}`)" if row.get("xla_flags") else ""),
@@ -151,7 +151,8 @@ def generate(results: str, doc_dir: str) -> str:
     if files and plot(files, os.path.join(doc_dir, PLOT)):
         lines += [f"![median step time per case and results file]({PLOT})", ""]
     lines += ["Columns: compile = `lower().compile()` wall time (ᶜ: in the compile-only pass, several "
-              "compiles at once); first step = compile + the first run; TFLOP/s = XLA's cost analysis "
+              "compiles at once); first step = compile + the first run (after a compile pass: tracing, "
+              "lowering and the cache load + the first run); TFLOP/s = XLA's cost analysis "
               "FLOPs / median step, and % of the device's dense peak for the case's dtype where known; "
               "step MB = XLA's buffer assignment; kernels per step and the top kernel kind's share of "
               "kernel time from a `jax.profiler` trace (`--profile`; on a CPU, XLA:CPU's thunks).", ""]

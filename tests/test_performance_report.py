@@ -47,7 +47,7 @@ def test_report_tables_peak_share_and_generated_block(tmp_path):
     assert abs(report.percent_of_peak(first) - 100 * 4 / 67) < 1e-9
     cells = report.table_row(first)
     assert cells[1] == "96.4ᶜ" and cells[2] == "4.0" and cells[3] == "0.5" and cells[5] == "4 (6.0 %)"
-    assert cells[7] == "51,234 / 2,780" and cells[8] == "4100.0; convolution 41 %"
+    assert cells[7] == "51,234 / 2,780" and cells[8] == "4,100; convolution 41 %"
     assert "not measured: killed" in report.table_row(rows["paper darts_fd"])[1]
     assert "out of memory" in report.table_row(rows["paper gdas"])[1]
 
