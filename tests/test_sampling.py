@@ -297,7 +297,7 @@ def test_scratch_evaluation_trains_each_candidate_from_the_same_fresh_weights(tm
     data = loop.search_data(config)
     setup = loop.search_setup(config, space, data.num_classes, data.image_shape, data.steps_per_epoch)
     mesh = data_mesh()
-    context = loop._derive_context(config, setup, setup.net, mesh, data.train, data.val_set, data.mean, data.std)
+    context = loop._derive_context(config, setup, mesh, data)
     a, b = (jax.tree.map(np.asarray, space.path(jnp.asarray(v, jnp.int32))) for v in ([0, 1], [3, 2]))
     first = context.train_fresh(a, 3)
     context.train_fresh(b, 3)
