@@ -135,11 +135,10 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
     if problem:
         raise ConfigError(problem)
     _choice(config, "estimator", ESTIMATORS)
-    if get_strategy(config.strategy).sampled:
-        for key, default in (("estimator", "first_order"), ("cost_weight", 0.0), ("alpha_warmup_epochs", 0)):
-            if config[key] != default:
-                raise ConfigError(f"{key} applies to the gradient strategies (darts, gdas, pcdarts); strategy "
-                                  f"{config.strategy!r} has its own step (leave {key} at {default!r})")
+    for key, default in get_strategy(config.strategy).ignored_keys:
+        if config[key] != default:
+            raise ConfigError(f"{key} applies to the gradient strategies (darts, gdas, pcdarts); strategy "
+                              f"{config.strategy!r} has its own step (leave {key} at {default!r})")
     _choice(config, "impl", IMPLEMENTATIONS)
     _choice(config, "compute_dtype", tuple(COMPUTE_DTYPES))
     if config.compute_dtype != "float32" and config.estimator == "darts_fd":

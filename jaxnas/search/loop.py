@@ -47,7 +47,8 @@ from jaxnas.search import cost as cost_lib
 from jaxnas.search.config import ConfigError
 from jaxnas.search.state import cosine_lr
 from jaxnas.search.step import init_state, make_search_step
-from jaxnas.search.strategies import get_strategy
+from jaxnas.search.strategies import get_strategy, make_sampled_step
+from jaxnas.search.strategies.base import DeriveContext
 from jaxnas.spaces.base import get_space
 from jaxnas.writers import read_metrics
 
@@ -200,7 +201,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, space, data: Search
     mesh = data_mesh()
     train_step = data_parallel(setup.step, mesh)
     run = SearchRun(config, space, strategy, workdir, _evaluator(setup.net, strategy, mesh),
-                    _derive_context(config, setup, mesh, data) if strategy.sampled else None, data, mesh,
+                    _derive_context(config, setup, mesh, data) if strategy.needs_derive_context else None, data, mesh,
                     setup.costs)
 
     def step(state, global_step):
@@ -209,7 +210,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, space, data: Search
         return train_step(state, train_batches, host_batch(data.val.batch(epoch, s), mesh))
 
     def start(state):  # the starting point of the α plot
-        np.savez(os.path.join(workdir, "alphas", "epoch_000.npz"), **_alpha_view(config, space, strategy, state))
+        np.savez(os.path.join(workdir, "alphas", "epoch_000.npz"), **strategy.alpha_view(config, space, state.alphas))
 
     hooks = RunHooks("search", STEP_METRICS + strategy.step_metrics, "lr or alpha_lr", setup.init, step,
                      functools.partial(_end_epoch, run), start)
@@ -236,10 +237,8 @@ class SearchRun:
 
 
 def _evaluator(net, strategy, mesh):
-    """Search-val totals of the supernet at given α. Sampling strategies evaluate one architecture of
-    the shared weights, with BN in training mode (the running statistics mix every architecture the
-    supernet trained)."""
-    eval_train_mode = strategy.sampled
+    """Search-val totals of the supernet at given α, BN as the strategy says (`eval_train_mode`)."""
+    eval_train_mode = strategy.eval_train_mode
 
     def eval_totals(state_and_alphas, x, y, mask):
         state, alphas = state_and_alphas
@@ -252,20 +251,13 @@ def _evaluator(net, strategy, mesh):
     return data_parallel_sum(eval_totals, mesh)
 
 
-def _alpha_view(config, space, strategy, state) -> dict[str, np.ndarray]:
-    """What the run saves and plots as α: α itself, or a sampling strategy's log op frequencies."""
-    if strategy.sampled:
-        return strategy.alpha_view(config, space, state.alphas)
-    return {k: np.asarray(v) for k, v in jax.device_get(state.alphas).items()}
-
-
 def _derive_context(config, setup: SearchSetup, mesh, data: SearchData):
-    """Scoring of candidate architectures on the first search-val batch (BN in training mode), and
-    short training of one architecture from the initial weights (PNAS's scratch evaluator)."""
-    from jaxnas.search.strategies.sampled import DeriveContext, make_sampled_step
-
+    """Scoring of candidate architectures (or any α) on the first search-val batch (BN as the
+    strategy's `eval_train_mode`), and short training of one architecture from the initial weights
+    (PNAS's scratch evaluator): built for every strategy that `needs_derive_context`."""
     pid, pcount = jax.process_index(), jax.process_count()
     net, train_data = setup.net, data.train
+    train_mode = get_strategy(config.strategy).eval_train_mode
     x, y, mask = next(iter(eval_batches(data.val_set, config.eval_batch_size, data.mean, data.std, pid, pcount)))
     batch = host_batch((x, y, mask), mesh)
 
@@ -273,7 +265,7 @@ def _derive_context(config, setup: SearchSetup, mesh, data: SearchData):
         state, paths = state_and_paths
 
         def correct(path):
-            logits = net.apply({"params": state.params, "batch_stats": state.batch_stats}, x, path, train=True,
+            logits = net.apply({"params": state.params, "batch_stats": state.batch_stats}, x, path, train=train_mode,
                                mutable=["batch_stats"])[0]
             return jnp.sum((jnp.argmax(logits, -1) == y) * mask)
 
@@ -316,14 +308,9 @@ def _end_epoch(run: SearchRun, end: EpochEnd) -> dict:
     epoch's record, α and plots."""
     config, space, strategy, workdir = run.config, run.space, run.strategy, run.workdir
     state, epoch, sums, seconds = end.state, end.epoch, end.sums, end.seconds
-    alphas = _alpha_view(config, space, strategy, state)
-    info = {}
-    if strategy.sampled:
-        arch, info = strategy.derive(config, space, state, run.context, epoch)
-        net_alphas = space.path(space.decisions_of(arch))
-    else:
-        arch = space.derive(alphas)
-        net_alphas = state.alphas
+    alphas = strategy.alpha_view(config, space, state.alphas)
+    arch, info = strategy.derive(config, space, state, run.context, epoch)
+    net_alphas = strategy.eval_alphas(space, state, arch)
     totals = np.zeros(3)
     pid, pcount = jax.process_index(), jax.process_count()
     for x, y, mask in eval_batches(run.data.val_set, config.eval_batch_size, run.data.mean, run.data.std, pid, pcount):
@@ -369,14 +356,13 @@ def _end_epoch(run: SearchRun, end: EpochEnd) -> dict:
 
 
 def _write_final(config, space, strategy, workdir: str, state, enabled: bool) -> None:
-    alphas = _alpha_view(config, space, strategy, state)
+    """alphas.npz (the final α view) and genotype.json: the last epoch's derivation (for a sampling
+    strategy, candidates scored with the final weights)."""
+    alphas = strategy.alpha_view(config, space, state.alphas)
     if not enabled:
         return
     np.savez(os.path.join(workdir, "alphas.npz"), **alphas)
-    if strategy.sampled:  # the last epoch's derivation (candidates scored with the final weights)
-        with open(os.path.join(workdir, "genotypes", f"epoch_{config.epochs:03d}.json")) as f:
-            arch_dict = json.load(f)
-    else:
-        arch_dict = space.arch_to_dict(space.derive(alphas))
+    with open(os.path.join(workdir, "genotypes", f"epoch_{config.epochs:03d}.json")) as f:
+        arch_dict = json.load(f)
     with open(os.path.join(workdir, "genotype.json"), "w") as f:
         json.dump(arch_dict, f, indent=1)

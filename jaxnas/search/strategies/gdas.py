@@ -51,4 +51,4 @@ class GdasStrategy(Strategy):
         return options
 
 
-GDAS = GdasStrategy("gdas", spaces=("darts",))
+GDAS = GdasStrategy("gdas", spaces=("darts",), studiable=False)  # its loss is a random draw per pass
