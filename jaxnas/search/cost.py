@@ -134,15 +134,8 @@ def derived_cost(genotype: darts.Genotype, costs: Mapping[str, np.ndarray]) -> f
 
 
 def space_costs(space: Any, image_shape: tuple[int, ...], metric: str) -> dict[str, np.ndarray]:
-    """The cost tables of a search space, for images of `image_shape`."""
-    hw = tuple(image_shape[:2])
-    if space.name == "darts":
-        return darts_costs(space.channels, space.layers, hw, metric)
-    if space.name == "nb201":
-        return nb201_costs(space.channels, space.cells_per_stage, hw, metric)
-    if space.name == "chain":
-        return chain_costs(space.channels, space.layers, space.ops, hw, metric)
-    raise ValueError(f"no cost tables for space {space.name!r}; valid: darts, nb201, chain")
+    """The cost tables of a search space, for images of `image_shape` (`SearchSpace.cost_tables`)."""
+    return space.cost_tables(image_shape, metric)
 
 
 def path_cost(path: Mapping[str, Any], costs: Mapping[str, Any]) -> jax.Array:
@@ -151,8 +144,6 @@ def path_cost(path: Mapping[str, Any], costs: Mapping[str, Any]) -> jax.Array:
 
 
 def arch_cost(space: Any, arch: Any, costs: Mapping[str, np.ndarray]) -> float:
-    """The cost of a derived architecture of `space` (what λ trades against accuracy)."""
-    if space.name == "darts":
-        return derived_cost(arch, costs)
-    path = {k: np.asarray(v, np.float64) for k, v in space.path(space.decisions_of(arch)).items()}
-    return float(path_cost(path, costs))
+    """The cost of a derived architecture of `space` (what λ trades against accuracy;
+    `SearchSpace.arch_cost`)."""
+    return space.arch_cost(arch, costs)

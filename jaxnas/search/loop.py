@@ -149,12 +149,9 @@ def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, ima
         return init_state(space.supernet(num_classes), strategy.init_alphas(config, space, alpha_rng), sample,
                           weight_rng, w_opt, a_opt, net_alphas=space.init_alphas(alpha_rng))
 
-    # Initialisation runs once. The DARTS supernets with stacked layouts (scanned, grouped) compile
-    # it without XLA's optimisation passes (grouped: 43 s at C=8, 5 cells; 102 s run eagerly). The
-    # per-edge layouts (impl='reference', the switch cells of GDAS and the sampling strategies,
-    # NB201, chain) run it eagerly: 15 s at C=8, 5 cells, where compiling took 80 s to minutes.
-    stacked = space.name == "darts" and space.impl in ("scanned", "grouped") and space.mixing == "softmax"
-    init = jax.jit(init_fn, compiler_options=FAST_COMPILE) if stacked else init_fn
+    # Initialisation runs once: compiled without XLA's optimisation passes where the space says it is
+    # worth it (the DARTS supernets' stacked layouts), else run eagerly (`SearchSpace.compiled_init`).
+    init = jax.jit(init_fn, compiler_options=FAST_COMPILE) if space.compiled_init else init_fn
     if jax.default_backend() != "cpu":  # see `on_host_cpu`; the same threefry bits on every backend
         init = on_host_cpu(init)
     return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt, costs, forward)
@@ -339,7 +336,7 @@ def _end_epoch(run: SearchRun, end: EpochEnd) -> dict:
     np.savez(os.path.join(workdir, "alphas", f"epoch_{epoch:03d}.npz"), **alphas)
     end.writer.write(record, end.step)
     if config.plots:
-        viz.plot_arch(space.name, arch, os.path.join(workdir, "cells.png"), f"epoch {epoch}")
+        space.plot(arch, os.path.join(workdir, "cells.png"), f"epoch {epoch}")
         history, epochs = [], []
         for e in range(0, epoch + 1):
             path = os.path.join(workdir, "alphas", f"epoch_{e:03d}.npz")

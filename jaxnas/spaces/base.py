@@ -41,6 +41,8 @@ class SearchSpace(Protocol):
 
     def arch_to_dict(self, arch: Any) -> dict: ...
 
+    def arch_from_dict(self, d: dict) -> Any: ...  # the inverse of arch_to_dict (a genotype.json's content)
+
     def edge_names(self) -> dict[str, tuple[str, ...]]: ...  # what each row of each α entry connects
 
     # What sampling strategies (ENAS, random search, PNAS) use: the space as a sequence of
@@ -58,6 +60,21 @@ class SearchSpace(Protocol):
     def arch_metrics(self, arch: Any) -> dict[str, float]: ...
 
     def arch_metric_references(self) -> dict[str, dict[str, float]]: ...
+
+    # Whether initialising the supernet is worth compiling (stacked layouts) rather than running eagerly.
+    compiled_init: bool
+
+    # Resource-aware search (`jaxnas.search.cost`): a cost per (α entry, row, op) for images of
+    # `image_shape` under `metric` (params, madds or a latency table), and a derived architecture's cost.
+    def cost_tables(self, image_shape: tuple[int, ...], metric: str) -> dict[str, np.ndarray]: ...
+
+    def arch_cost(self, arch: Any, costs: dict[str, np.ndarray]) -> float: ...
+
+    def plot(self, arch: Any, path: str, title: str = "") -> None: ...  # draw a derived architecture
+
+    # The discrete network whose parameters `jaxnas.compare` reports for a derived architecture, as
+    # (module, extra apply args), given the training config; None where the space has none to report.
+    def params_network(self, arch: Any, num_classes: int, train_config: Any) -> tuple[nn.Module, tuple] | None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +130,9 @@ class DartsSpace:
     def arch_to_dict(self, arch):
         return arch.to_dict()
 
+    def arch_from_dict(self, d):
+        return darts.Genotype.from_dict(d)
+
     def decisions(self):
         return darts.decisions()
 
@@ -135,6 +155,35 @@ class DartsSpace:
         from jaxnas.nn.network import NetworkCIFAR
 
         return NetworkCIFAR(arch, self.channels, self.layers, num_classes, axis_name=axis_name)
+
+    @property
+    def compiled_init(self):
+        """The stacked layouts (scanned, grouped) compile their initialisation without XLA's
+        optimisation passes (grouped: 43 s at C=8, 5 cells; 102 s run eagerly); the per-edge ones
+        (reference, the switch cells of GDAS and the sampling strategies) run it eagerly (15 s,
+        where compiling took 80 s to minutes)."""
+        return self.impl in ("scanned", "grouped") and self.mixing == "softmax"
+
+    def cost_tables(self, image_shape, metric):
+        from jaxnas.search import cost
+
+        return cost.darts_costs(self.channels, self.layers, tuple(image_shape[:2]), metric)
+
+    def arch_cost(self, arch, costs):
+        from jaxnas.search import cost
+
+        return cost.derived_cost(arch, costs)
+
+    def plot(self, arch, path, title=""):
+        from jaxnas import viz
+
+        viz.plot_genotype(arch, path, title)
+
+    def params_network(self, arch, num_classes, train_config):
+        """The network `jaxnas.train` builds from the genotype with `train_config`'s settings."""
+        from jaxnas.train.loop import build_network
+
+        return build_network(train_config, arch, num_classes), ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +216,9 @@ class NB201Space:
     def arch_to_dict(self, arch):
         return {"nb201": arch.to_string()}
 
+    def arch_from_dict(self, d):
+        return nb201.NB201Arch.from_string(d["nb201"])
+
     def decisions(self):
         return nb201.decisions()
 
@@ -196,6 +248,25 @@ class NB201Space:
         from jaxnas.nn.nb201 import NB201Network
 
         return NB201Network(self.channels, self.cells_per_stage, num_classes, arch=arch, axis_name=axis_name)
+
+    compiled_init = False  # its per-edge supernet initialises eagerly
+
+    def cost_tables(self, image_shape, metric):
+        from jaxnas.search import cost
+
+        return cost.nb201_costs(self.channels, self.cells_per_stage, tuple(image_shape[:2]), metric)
+
+    def arch_cost(self, arch, costs):
+        return _path_cost(self, arch, costs)
+
+    def plot(self, arch, path, title=""):
+        from jaxnas import viz
+
+        viz.plot_nb201(arch, path, title or "NAS-Bench-201 cell")
+
+    def params_network(self, arch, num_classes, train_config):
+        """The space's own discrete network (the search's channels and cells)."""
+        return self.network(arch, num_classes), (None,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,6 +301,9 @@ class ChainSpace:
     def arch_to_dict(self, arch):
         return {"chain": list(arch.ops)}
 
+    def arch_from_dict(self, d):
+        return chain.ChainArch(tuple(d["chain"]))
+
     def decisions(self):
         return chain.decisions(self.layers, len(self.ops))
 
@@ -252,6 +326,32 @@ class ChainSpace:
         from jaxnas.nn.chain import ChainNetwork
 
         return ChainNetwork(self.channels, self.layers, num_classes, self.ops, arch=arch, axis_name=axis_name)
+
+    compiled_init = False
+
+    def cost_tables(self, image_shape, metric):
+        from jaxnas.search import cost
+
+        return cost.chain_costs(self.channels, self.layers, self.ops, tuple(image_shape[:2]), metric)
+
+    def arch_cost(self, arch, costs):
+        return _path_cost(self, arch, costs)
+
+    def plot(self, arch, path, title=""):
+        from jaxnas import viz
+
+        viz.plot_chain(arch.ops, path, title or "chain")
+
+    def params_network(self, arch, num_classes, train_config):
+        return None
+
+
+def _path_cost(space, arch, costs) -> float:
+    """The cost of a derived architecture as the cost of its one-hot path."""
+    from jaxnas.search import cost
+
+    path = {k: np.asarray(v, np.float64) for k, v in space.path(space.decisions_of(arch)).items()}
+    return float(cost.path_cost(path, costs))
 
 
 SPACES = {"darts": DartsSpace, "nb201": NB201Space, "chain": ChainSpace}
