@@ -20,9 +20,9 @@ import scipy.stats
 from jaxnas.compilation import FAST_COMPILE
 from jaxnas.nn.nb201 import NB201Cell
 from jaxnas.search import config as config_lib
-from jaxnas.search import controller as ctl
-from jaxnas.search import pnas
 from jaxnas.search.config import ConfigError, get_config
+from jaxnas.search.strategies import enas_controller as ctl
+from jaxnas.search.strategies import pnas_surrogate as pnas
 from jaxnas.spaces import darts, nb201
 from jaxnas.spaces.base import get_space
 from jaxnas.spaces.decisions import Decision, check_values, sample_uniform
