@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxnas.errors import ConfigError
 from jaxnas.search import config as search_config
-from jaxnas.search.config import ConfigError
 from jaxnas.search.strategies import STRATEGIES, get_strategy
 from jaxnas.train import config as train_config
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import ml_collections
 
+from jaxnas.errors import ConfigError  # noqa: F401  (its old home: `from jaxnas.search.config import ConfigError` works)
 from jaxnas.nn.precision import COMPUTE_DTYPES
 from jaxnas.search.cost import METRICS as COST_METRICS
 from jaxnas.search.hypergrad import ESTIMATORS
@@ -109,10 +110,6 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.get_config(arg) if arg else module.get_config()
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the valid choices."""
 
 
 def _choice(config, key: str, valid) -> None:

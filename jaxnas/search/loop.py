@@ -25,6 +25,7 @@ from jaxnas import viz
 from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
 from jaxnas.driver import EpochEnd, RunHooks, drive
+from jaxnas.errors import ConfigError
 from jaxnas.nn.precision import COMPUTE_DTYPES, ComputeDtype
 from jaxnas.parallel import (
     DATA_AXIS,
@@ -44,7 +45,6 @@ from jaxnas.runs import (
 )
 from jaxnas.search import config as config_lib
 from jaxnas.search import cost as cost_lib
-from jaxnas.search.config import ConfigError
 from jaxnas.search.state import cosine_lr
 from jaxnas.search.step import init_state, make_search_step
 from jaxnas.search.strategies import get_strategy, make_sampled_step

@@ -11,8 +11,8 @@ import re
 
 import ml_collections
 
+from jaxnas.errors import ConfigError
 from jaxnas.search import config as search_config
-from jaxnas.search.config import ConfigError
 from jaxnas.search.strategies import get_strategy
 
 PAPER_EPS = 0.01

@@ -20,6 +20,7 @@ from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_datase
 from jaxnas.data.streaming import StreamingBatcher, open_split, streaming_eval_batches
 from jaxnas.describe import resolve_architecture
 from jaxnas.driver import EpochEnd, RunHooks, drive
+from jaxnas.errors import ConfigError
 from jaxnas.nn.network import NetworkCIFAR, NetworkImageNet
 from jaxnas.nn.precision import COMPUTE_DTYPES
 from jaxnas.parallel import (
@@ -36,7 +37,6 @@ from jaxnas.runs import (
     open_workdir,
     skipped_note,
 )
-from jaxnas.search.config import ConfigError
 from jaxnas.spaces.darts import Genotype
 from jaxnas.train import config as config_lib
 from jaxnas.train.step import init_state, lr_schedule, make_eval_totals, make_train_step, optimizer
