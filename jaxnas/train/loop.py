@@ -18,7 +18,6 @@ from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.counting import count_params, multiply_adds
 from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
 from jaxnas.data.streaming import StreamingBatcher, open_split, streaming_eval_batches
-from jaxnas.describe import resolve_architecture
 from jaxnas.driver import EpochEnd, RunHooks, drive
 from jaxnas.errors import ConfigError
 from jaxnas.nn.network import NetworkCIFAR, NetworkImageNet
@@ -38,6 +37,7 @@ from jaxnas.runs import (
     skipped_note,
 )
 from jaxnas.spaces.darts import Genotype
+from jaxnas.spaces.resolve import resolve_architecture
 from jaxnas.train import config as config_lib
 from jaxnas.train.step import init_state, lr_schedule, make_eval_totals, make_train_step, optimizer
 
