@@ -55,18 +55,12 @@ def describe(
     if (arch is None) == (supernet is None):
         raise ValueError("give either an architecture or --supernet NAME")
     if supernet is not None:
-        from jaxnas.spaces.base import get_space
+        from jaxnas.spaces.base import SPACES, get_space
 
         if supernet not in SUPERNETS:
             raise ValueError(f"unknown supernet {supernet!r}; valid supernets: {', '.join(SUPERNETS)}")
-        opts = {}
-        if channels is not None:
-            opts["channels"] = channels
-        if layers is not None:
-            opts["cells_per_stage" if supernet == "nb201" else "layers"] = layers
-        if supernet == "darts":
-            opts["impl"] = "reference"  # same parameters as the fast layouts; its convs are countable layers
-        space = get_space(supernet, **opts)
+        cls = SPACES[supernet]
+        space = get_space(supernet, **cls.sized(channels, layers), **cls.counting_options)
         model = space.supernet(classes)
         alphas = space.init_alphas(jax.random.key(0))
         args, kwargs = (alphas,), {"train": False}

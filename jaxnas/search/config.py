@@ -185,10 +185,4 @@ def train_batches_per_step(config: ml_collections.ConfigDict) -> int:
 
 def space_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The options of `get_space(config.space, ...)`, the strategy's included."""
-    if config.space == "darts":
-        options = {"channels": config.channels, "layers": config.layers, "impl": config.impl, "remat": config.remat}
-    elif config.space == "nb201":
-        options = {"channels": config.channels, "cells_per_stage": config.layers}
-    else:
-        options = {"channels": config.channels, "layers": config.layers}
-    return {**options, **get_strategy(config.strategy).space_options(config)}
+    return {**SPACES[config.space].config_options(config), **get_strategy(config.strategy).space_options(config)}

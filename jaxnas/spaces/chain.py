@@ -70,6 +70,15 @@ class ChainSpace:
     ops: tuple[str, ...] = DEFAULT_CHAIN_OPS
     mixing: str = "softmax"
     name: str = "chain"
+    counting_options = {}
+
+    @classmethod
+    def sized(cls, channels: int | None = None, layers: int | None = None) -> dict:
+        return {k: v for k, v in (("channels", channels), ("layers", layers)) if v is not None}
+
+    @classmethod
+    def config_options(cls, config) -> dict:
+        return cls.sized(config.channels, config.layers)
 
     def __post_init__(self):
         object.__setattr__(self, "ops", check_ops(self.ops))

@@ -280,6 +280,17 @@ class DartsSpace:
     partial_channels: int = 1
     edge_normalization: bool = False
     name: str = "darts"
+    counting_options = {"impl": "reference"}  # same parameters as the fast layouts; its convs are countable layers
+
+    @classmethod
+    def sized(cls, channels: int | None = None, layers: int | None = None) -> dict:
+        """The options of a supernet of `channels` initial channels and `layers` cells (those given)."""
+        return {k: v for k, v in (("channels", channels), ("layers", layers)) if v is not None}
+
+    @classmethod
+    def config_options(cls, config) -> dict:
+        """The options a search config sets: size, the supernet's layout and rematerialisation."""
+        return {**cls.sized(config.channels, config.layers), "impl": config.impl, "remat": config.remat}
 
     def __post_init__(self):
         from jaxnas.nn.supernet import MIXINGS

@@ -100,6 +100,16 @@ class NB201Space:
     cells_per_stage: int = 5
     mixing: str = "softmax"
     name: str = "nb201"
+    counting_options = {}
+
+    @classmethod
+    def sized(cls, channels: int | None = None, layers: int | None = None) -> dict:
+        """`layers` counts the cells of each of the three stages."""
+        return {k: v for k, v in (("channels", channels), ("cells_per_stage", layers)) if v is not None}
+
+    @classmethod
+    def config_options(cls, config) -> dict:
+        return cls.sized(config.channels, config.layers)
 
     def __post_init__(self):
         check_mixing(self.mixing, PATH_MIXINGS)
