@@ -26,8 +26,8 @@ class SearchSpace(Protocol):
     name: str
     counting_options: dict  # options under which its supernet's parameters and multiply-adds are counted
 
-    # Options of `get_space` (class methods): a size given as channels and layers (each space names
-    # its depth its own way), and what a search config sets.
+    # Options of `get_space` (class methods, `spaces.options.SpaceOptions`): a size given as channels
+    # and layers (each space names its depth its own way), and what a search config sets.
     @classmethod
     def sized(cls, channels: int | None = None, layers: int | None = None) -> dict: ...
 

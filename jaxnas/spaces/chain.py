@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.spaces.decisions import PATH_MIXINGS, Decision, arch_path_cost, check_mixing
+from jaxnas.spaces.decisions import Decision, arch_path_cost
+from jaxnas.spaces.options import PATH_MIXINGS, SpaceOptions, check_mixing
 
 CHAIN_OPS: tuple[str, ...] = (
     "conv_3x3",
@@ -64,21 +65,12 @@ def decisions_to_arch(values, ops: tuple[str, ...]) -> ChainArch:
 
 
 @dataclasses.dataclass(frozen=True)
-class ChainSpace:
+class ChainSpace(SpaceOptions):
     channels: int = 16
     layers: int = 4
     ops: tuple[str, ...] = DEFAULT_CHAIN_OPS
     mixing: str = "softmax"
     name: str = "chain"
-    counting_options = {}
-
-    @classmethod
-    def sized(cls, channels: int | None = None, layers: int | None = None) -> dict:
-        return {k: v for k, v in (("channels", channels), ("layers", layers)) if v is not None}
-
-    @classmethod
-    def config_options(cls, config) -> dict:
-        return cls.sized(config.channels, config.layers)
 
     def __post_init__(self):
         object.__setattr__(self, "ops", check_ops(self.ops))

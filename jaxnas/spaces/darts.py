@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.spaces.decisions import Decision, check_mixing
+from jaxnas.spaces.decisions import Decision
+from jaxnas.spaces.options import SpaceOptions, check_mixing
 
 PRIMITIVES: tuple[str, ...] = (
     "none",
@@ -266,7 +267,7 @@ def genotype_to_decisions(genotype: Genotype, steps: int = STEPS) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class DartsSpace:
+class DartsSpace(SpaceOptions):
     """The DARTS cell space; `impl` picks the supernet's implementation (scanned, grouped or
     reference: same network, see `jaxnas.nn.supernet`). The strategies
     set the rest: `mixing='gumbel'` for GDAS, `partial_channels`/`edge_normalization` for PC-DARTS
@@ -281,11 +282,6 @@ class DartsSpace:
     edge_normalization: bool = False
     name: str = "darts"
     counting_options = {"impl": "reference"}  # same parameters as the fast layouts; its convs are countable layers
-
-    @classmethod
-    def sized(cls, channels: int | None = None, layers: int | None = None) -> dict:
-        """The options of a supernet of `channels` initial channels and `layers` cells (those given)."""
-        return {k: v for k, v in (("channels", channels), ("layers", layers)) if v is not None}
 
     @classmethod
     def config_options(cls, config) -> dict:
@@ -332,14 +328,10 @@ class DartsSpace:
     def arch_from_dict(self, d):
         return Genotype.from_dict(d)
 
-    def decisions(self):
-        return decisions()
-
-    def path(self, values):
-        return decisions_to_path(values)
-
-    def arch_from_decisions(self, values):
-        return decisions_to_genotype(values)
+    # The sampling strategies' view: the module's functions (see `decisions` above).
+    decisions = staticmethod(decisions)
+    path = staticmethod(decisions_to_path)
+    arch_from_decisions = staticmethod(decisions_to_genotype)
 
     def decisions_of(self, arch):
         return genotype_to_decisions(arch)

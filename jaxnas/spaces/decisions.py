@@ -63,14 +63,6 @@ def check_values(decisions: Sequence[Decision], values) -> None:
                              + (f" except decision {d.exclude}'s" if d.exclude is not None else ""))
 
 
-PATH_MIXINGS = ("softmax", "path")  # the NB201 and chain supernets: all ops mixed, or one given path
-
-
-def check_mixing(mixing: str, valid: tuple[str, ...]) -> None:
-    if mixing not in valid:
-        raise ValueError(f"unknown mixing {mixing!r}; valid: {', '.join(valid)}")
-
-
 def arch_path_cost(space, arch, costs) -> float:
     """The cost of a derived architecture as the cost of its one-hot path."""
     from jaxnas.search import cost

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.spaces.decisions import PATH_MIXINGS, Decision, arch_path_cost, check_mixing
+from jaxnas.spaces.decisions import Decision, arch_path_cost
+from jaxnas.spaces.options import PATH_MIXINGS, SpaceOptions, check_mixing
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NODES = 4
@@ -95,21 +96,12 @@ def decisions_to_arch(values) -> NB201Arch:
 
 
 @dataclasses.dataclass(frozen=True)
-class NB201Space:
+class NB201Space(SpaceOptions):
     channels: int = 16
     cells_per_stage: int = 5
     mixing: str = "softmax"
     name: str = "nb201"
-    counting_options = {}
-
-    @classmethod
-    def sized(cls, channels: int | None = None, layers: int | None = None) -> dict:
-        """`layers` counts the cells of each of the three stages."""
-        return {k: v for k, v in (("channels", channels), ("cells_per_stage", layers)) if v is not None}
-
-    @classmethod
-    def config_options(cls, config) -> dict:
-        return cls.sized(config.channels, config.layers)
+    depth_option = "cells_per_stage"  # `layers` counts the cells of each of the three stages
 
     def __post_init__(self):
         check_mixing(self.mixing, PATH_MIXINGS)
@@ -137,14 +129,10 @@ class NB201Space:
     def arch_from_dict(self, d):
         return NB201Arch.from_string(d["nb201"])
 
-    def decisions(self):
-        return decisions()
-
-    def path(self, values):
-        return decisions_to_path(values)
-
-    def arch_from_decisions(self, values):
-        return decisions_to_arch(values)
+    # The sampling strategies' view: the module's functions.
+    decisions = staticmethod(decisions)
+    path = staticmethod(decisions_to_path)
+    arch_from_decisions = staticmethod(decisions_to_arch)
 
     def decisions_of(self, arch):
         return np.asarray([OPS.index(op) for op in arch.ops], np.int32)
