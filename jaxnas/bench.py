@@ -84,7 +84,7 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; valid steps: {', '.join(STEPS)}")
     config = config.copy_and_resolve_references()
-    own_step = get_strategy(config.strategy).has_own_step()
+    own_step = get_strategy(config.strategy).own_step
     if own_step and step != "first_order":
         raise ValueError(f"strategy {config.strategy!r} has its own step; bench it without --step")
     if step != "weight":

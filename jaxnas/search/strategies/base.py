@@ -37,6 +37,7 @@ class Strategy:
     name: str
     spaces: tuple[str, ...] = ("darts", "nb201", "chain")  # the search spaces it works in
     step_metrics: tuple[str, ...] = ()  # per-step metrics it adds to the epoch records
+    own_step: bool = False  # True: `make_step` brings its own step (the bilevel step's estimators do not apply)
     # The config keys (with the value they must keep) this strategy does not read: a strategy with its
     # own step ignores the bilevel step's estimator, cost penalty and α warm-up.
     ignored_keys: tuple[tuple[str, Any], ...] = ()
@@ -47,10 +48,6 @@ class Strategy:
     # training mode where the running statistics mix every architecture the supernet trained.
     eval_train_mode: bool = False
     needs_derive_context: bool = False  # whether `derive` uses the run's DeriveContext
-
-    def has_own_step(self) -> bool:
-        """Whether the strategy brings its own step (so the estimator is not its to choose)."""
-        return any(key == "estimator" for key, _ in self.ignored_keys)
 
     def check(self, config: ml_collections.ConfigDict) -> str | None:
         """The first problem with `config` for this strategy, as one line, or None."""

@@ -55,6 +55,7 @@ def best_of(space, score: Score, state, values: np.ndarray) -> tuple[np.ndarray,
 class SampledStrategy(Strategy):
     """A strategy whose supernet runs one drawn architecture per step; by default drawn uniformly."""
 
+    own_step: bool = True
     ignored_keys: tuple = (("estimator", "first_order"), ("cost_weight", 0.0), ("alpha_warmup_epochs", 0))
     studiable: bool = False
     eval_train_mode: bool = True
