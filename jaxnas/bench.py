@@ -95,8 +95,8 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; valid steps: {', '.join(STEPS)}")
     config = config.copy_and_resolve_references()
-    sampled = get_strategy(config.strategy).sampled
-    if sampled and step != "first_order":
+    own_step = get_strategy(config.strategy).own_step
+    if own_step and step != "first_order":
         raise ValueError(f"strategy {config.strategy!r} has its own step; bench it without --step")
     if step != "weight":
         config.estimator = step
@@ -128,7 +128,7 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     flops = step_flops(compiled)
     result = {
         "config": dict(space=config.space, dataset=config.dataset, image_shape=list(shape), channels=config.channels,
-                       layers=config.layers, batch_size=batch_size, step=config.strategy if sampled else step,
+                       layers=config.layers, batch_size=batch_size, step=config.strategy if own_step else step,
                        impl=config.impl, remat=config.remat, compute_dtype=config.compute_dtype,
                        strategy=config.strategy),
         "device": f"{jax.devices()[0].platform} x{jax.device_count()}",

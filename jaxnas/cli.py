@@ -19,6 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxnas.data.pipeline import DataError
+from jaxnas.errors import ConfigError
 from jaxnas.parallel import initialize_distributed
 from jaxnas.runs import (
     DISK_FULL_TEXTS,
@@ -29,7 +30,7 @@ from jaxnas.runs import (
     newest_checkpoint_bytes,
     resolve_workdir,
 )
-from jaxnas.search.config import ConfigError, load_config_file
+from jaxnas.search.config import load_config_file
 
 HELP_FLAGS = ("-h", "-help", "--help", "--helpshort", "-?")
 _GROUP = re.compile(r"#\s*---\s*(\w+)\s*---\s*(.*)")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -20,8 +19,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.counting import count_params, multiply_adds
-from jaxnas.spaces.darts import NAMED_GENOTYPES, Genotype
+from jaxnas.spaces.darts import Genotype
 from jaxnas.spaces.nb201 import NB201Arch
+from jaxnas.spaces.resolve import resolve_architecture
 
 # name: (input shape, classes, network family)
 DATASETS: dict[str, tuple[tuple[int, int, int], int, str]] = {
@@ -33,29 +33,6 @@ DATASETS: dict[str, tuple[tuple[int, int, int], int, str]] = {
 DATASET_ALIASES = {"imagenet": "imagenet2012"}
 DEFAULTS = {"cifar": (36, 20), "imagenet": (48, 14)}
 SUPERNETS = ("darts", "nb201", "chain")
-
-
-def resolve_architecture(spec: str) -> Genotype | NB201Arch:
-    """A genotype constant name, a genotype JSON file (or search workdir), or an NB201 arch string."""
-    if spec in NAMED_GENOTYPES:
-        return NAMED_GENOTYPES[spec]
-    if spec.startswith("|"):
-        return NB201Arch.from_string(spec)
-    path = os.path.join(spec, "genotype.json") if os.path.isdir(spec) else spec
-    if os.path.isfile(path):
-        with open(path) as f:
-            text = f.read()
-        try:
-            record = json.loads(text)
-        except ValueError:
-            record = None  # Genotype.from_json says what is wrong with it
-        if isinstance(record, dict) and "nb201" in record:  # an NB201 search's genotype.json
-            return NB201Arch.from_string(record["nb201"])
-        return Genotype.from_json(text)
-    raise ValueError(
-        f"unknown architecture {spec!r}: not a genotype constant ({', '.join(NAMED_GENOTYPES)}), "
-        "a genotype JSON file, a search workdir, or an NB201 arch string starting with '|'"
-    )
 
 
 def _dataset(name: str):
@@ -78,18 +55,12 @@ def describe(
     if (arch is None) == (supernet is None):
         raise ValueError("give either an architecture or --supernet NAME")
     if supernet is not None:
-        from jaxnas.spaces.base import get_space
+        from jaxnas.spaces.base import SPACES, get_space
 
         if supernet not in SUPERNETS:
             raise ValueError(f"unknown supernet {supernet!r}; valid supernets: {', '.join(SUPERNETS)}")
-        opts = {}
-        if channels is not None:
-            opts["channels"] = channels
-        if layers is not None:
-            opts["cells_per_stage" if supernet == "nb201" else "layers"] = layers
-        if supernet == "darts":
-            opts["impl"] = "reference"  # same parameters as the fast layouts; its convs are countable layers
-        space = get_space(supernet, **opts)
+        cls = SPACES[supernet]
+        space = get_space(supernet, **cls.sized(channels, layers), **cls.counting_options)
         model = space.supernet(classes)
         alphas = space.init_alphas(jax.random.key(0))
         args, kwargs = (alphas,), {"train": False}

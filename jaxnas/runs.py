@@ -20,7 +20,7 @@ import threading
 import ml_collections
 from absl import logging
 
-from jaxnas.search.config import ConfigError
+from jaxnas.errors import ConfigError
 
 
 class NonFiniteError(RuntimeError):

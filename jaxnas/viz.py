@@ -204,16 +204,6 @@ def _save(fig, path: str) -> None:
     plt.close(fig)
 
 
-def plot_arch(space_name: str, arch, path: str, title: str = "") -> None:
-    """Draw whatever `SearchSpace.derive` returned for the space `space_name`."""
-    if space_name == "darts":
-        plot_genotype(arch, path, title)
-    elif space_name == "nb201":
-        plot_nb201(arch, path, title or "NAS-Bench-201 cell")
-    else:
-        plot_chain(arch.ops, path, title or "chain")
-
-
 def alpha_history_figure(history: Sequence[dict], op_names: dict, epochs: Sequence[int] | None = None,
                          edge_names: dict | None = None):
     """softmax(α) per edge over the epochs: one panel per edge (row of α), one line per op, all

@@ -20,9 +20,9 @@ import scipy.stats
 from jaxnas.compilation import FAST_COMPILE
 from jaxnas.nn.nb201 import NB201Cell
 from jaxnas.search import config as config_lib
-from jaxnas.search import controller as ctl
-from jaxnas.search import pnas
 from jaxnas.search.config import ConfigError, get_config
+from jaxnas.search.strategies import enas_controller as ctl
+from jaxnas.search.strategies import pnas_surrogate as pnas
 from jaxnas.spaces import darts, nb201
 from jaxnas.spaces.base import get_space
 from jaxnas.spaces.decisions import Decision, check_values, sample_uniform
@@ -297,7 +297,7 @@ def test_scratch_evaluation_trains_each_candidate_from_the_same_fresh_weights(tm
     data = loop.search_data(config)
     setup = loop.search_setup(config, space, data.num_classes, data.image_shape, data.steps_per_epoch)
     mesh = data_mesh()
-    context = loop._derive_context(config, setup, setup.net, mesh, data.train, data.val_set, data.mean, data.std)
+    context = loop._derive_context(config, setup, mesh, data)
     a, b = (jax.tree.map(np.asarray, space.path(jnp.asarray(v, jnp.int32))) for v in ([0, 1], [3, 2]))
     first = context.train_fresh(a, 3)
     context.train_fresh(b, 3)

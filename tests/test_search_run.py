@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from helpers import flip_bytes, read_scalars, subprocess_env
 
+from jaxnas.runs import NonFiniteError
 from jaxnas.search import loop
 from jaxnas.search.config import ConfigError, get_config
 from jaxnas.search.cost import darts_costs, derived_cost, expected_cost
@@ -274,7 +275,7 @@ def test_consecutive_nonfinite_steps_stop_with_a_clear_error(shared, tmp_path):
                        max_nonfinite_steps=3, log_every_steps=1, checkpoint_every_steps=0,
                        data_dir=shared["data_dir"], compilation_cache=shared["cache"], plots=False))
     workdir = str(tmp_path / "nan")
-    with pytest.raises(loop.NonFiniteError, match="3 consecutive non-finite steps .* no checkpoint was saved yet"):
+    with pytest.raises(NonFiniteError, match="3 consecutive non-finite steps .* no checkpoint was saved yet"):
         loop.run(config, workdir)
     assert _checkpoints(workdir) == []  # nothing non-finite was saved
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxnas.errors import ConfigError
 from jaxnas.search import config as search_config
-from jaxnas.search.config import ConfigError
 from jaxnas.search.strategies import STRATEGIES, get_strategy
 from jaxnas.train import config as train_config
 
@@ -40,13 +40,12 @@ def strategy_names(config: ml_collections.ConfigDict) -> list[str]:
 
 def strategy_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
     """The search config of one strategy: the shared one with `strategy` set; the keys that only the
-    gradient strategies read go back to their defaults for the sampling ones."""
+    gradient strategies read go back to their defaults for the sampling ones (`Strategy.ignored_keys`)."""
     s = config.search.copy_and_resolve_references()
     s.strategy = name
-    if get_strategy(name).sampled:
-        defaults = search_config.get_config()
-        for key in ("estimator", "cost_weight", "alpha_warmup_epochs"):
-            s[key] = defaults[key]
+    defaults = search_config.get_config()
+    for key, _ in get_strategy(name).ignored_keys:
+        s[key] = defaults[key]
     return s
 
 

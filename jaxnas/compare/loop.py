@@ -24,7 +24,6 @@ from absl import logging
 from jaxnas.compare import config as config_lib
 from jaxnas.counting import count_params
 from jaxnas.data.pipeline import image_shape_and_classes
-from jaxnas.describe import resolve_architecture
 from jaxnas.search import loop as search_loop
 from jaxnas.spaces.base import get_space
 from jaxnas.train import loop as train_loop
@@ -35,16 +34,15 @@ COLUMNS = ("strategy", "search_val_acc", "params", "search_seconds", "test_acc",
 
 def _params(space: Any, search_workdir: str, train: ml_collections.ConfigDict, image_shape: tuple,
             num_classes: int) -> int | None:
-    """Parameters of the derived architecture's discrete network: for DARTS genotypes the network
-    `jaxnas.train` builds with `train`'s settings, for NB201 cells the search space's own network."""
-    if space.name not in ("darts", "nb201"):
+    """Parameters of the derived architecture's discrete network (`SearchSpace.params_network`: for
+    DARTS genotypes the network `jaxnas.train` builds with `train`'s settings, for NB201 cells the
+    search space's own network), or None where the space reports none."""
+    with open(os.path.join(search_workdir, "genotype.json")) as f:
+        arch = space.arch_from_dict(json.load(f))
+    built = space.params_network(arch, num_classes, train)
+    if built is None:
         return None
-    arch = resolve_architecture(search_workdir)
-    if space.name == "darts":
-        net = train_loop.build_network(train, arch, num_classes)
-        args = ()
-    else:
-        net, args = space.network(arch, num_classes), (None,)
+    net, args = built
     x = jnp.zeros((1, *image_shape))
     variables = jax.eval_shape(lambda: net.init(jax.random.key(0), x, *args, train=False))
     return count_params(variables["params"])

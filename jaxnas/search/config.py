@@ -11,6 +11,7 @@ from typing import Any
 
 import ml_collections
 
+from jaxnas.errors import ConfigError  # noqa: F401  (its old home: `from jaxnas.search.config import ConfigError` works)
 from jaxnas.nn.precision import COMPUTE_DTYPES
 from jaxnas.search.cost import METRICS as COST_METRICS
 from jaxnas.search.hypergrad import ESTIMATORS
@@ -111,10 +112,6 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     return module.get_config(arg) if arg else module.get_config()
 
 
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the valid choices."""
-
-
 def _choice(config, key: str, valid) -> None:
     if config[key] not in valid:
         raise ConfigError(f"unknown {key} {config[key]!r}; valid choices: {', '.join(map(str, valid))}")
@@ -135,11 +132,10 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
     if problem:
         raise ConfigError(problem)
     _choice(config, "estimator", ESTIMATORS)
-    if get_strategy(config.strategy).sampled:
-        for key, default in (("estimator", "first_order"), ("cost_weight", 0.0), ("alpha_warmup_epochs", 0)):
-            if config[key] != default:
-                raise ConfigError(f"{key} applies to the gradient strategies (darts, gdas, pcdarts); strategy "
-                                  f"{config.strategy!r} has its own step (leave {key} at {default!r})")
+    for key, default in get_strategy(config.strategy).ignored_keys:
+        if config[key] != default:
+            raise ConfigError(f"{key} applies to the gradient strategies (darts, gdas, pcdarts); strategy "
+                              f"{config.strategy!r} has its own step (leave {key} at {default!r})")
     _choice(config, "impl", IMPLEMENTATIONS)
     _choice(config, "compute_dtype", tuple(COMPUTE_DTYPES))
     if config.compute_dtype != "float32" and config.estimator == "darts_fd":
@@ -189,10 +185,4 @@ def train_batches_per_step(config: ml_collections.ConfigDict) -> int:
 
 def space_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The options of `get_space(config.space, ...)`, the strategy's included."""
-    if config.space == "darts":
-        options = {"channels": config.channels, "layers": config.layers, "impl": config.impl, "remat": config.remat}
-    elif config.space == "nb201":
-        options = {"channels": config.channels, "cells_per_stage": config.layers}
-    else:
-        options = {"channels": config.channels, "layers": config.layers}
-    return {**options, **get_strategy(config.strategy).space_options(config)}
+    return {**SPACES[config.space].config_options(config), **get_strategy(config.strategy).space_options(config)}

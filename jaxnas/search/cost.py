@@ -29,23 +29,27 @@ from jaxnas.spaces import darts
 METRICS = ("params", "madds")  # or the path of a latency table (.json)
 
 
-def _build_op(space: str, name: str, C: int, stride: int):
-    """The op as the discrete network builds it (affine BN)."""
-    if space == "darts":
-        return darts_op(name, C, stride, affine=True)
-    if space == "nb201":
-        from jaxnas.nn.nb201 import nb201_op
+# The ops as each space's discrete network builds them (affine BN): build(name, C, stride) -> module.
+def _darts_op(name: str, C: int, stride: int):
+    return darts_op(name, C, stride, affine=True)
 
-        return nb201_op(name, C, True, None, "op")
+
+def _nb201_op(name: str, C: int, stride: int):
+    from jaxnas.nn.nb201 import nb201_op
+
+    return nb201_op(name, C, True, None, "op")
+
+
+def _chain_op(name: str, C: int, stride: int):
     from jaxnas.nn.chain import chain_op
 
     return chain_op(name, C, True, None, "op")
 
 
 @functools.cache
-def _op_cost(name: str, C: int, stride: int, spatial: tuple[int, int], metric: str, space: str = "darts") -> float:
-    """Parameters or multiply-adds of one op of `space` (affine BN) on an input of C channels."""
-    op = _build_op(space, name, C, stride)
+def _op_cost(build, name: str, C: int, stride: int, spatial: tuple[int, int], metric: str) -> float:
+    """Parameters or multiply-adds of the op `build(name, C, stride)` on an input of C channels."""
+    op = build(name, C, stride)
     shape = (*spatial, C)
     if metric == "params":
         variables = jax.eval_shape(lambda: op.init(jax.random.key(0), jnp.zeros((1, *shape)), False))
@@ -88,7 +92,7 @@ def darts_costs(channels: int, layers: int, image_hw: tuple[int, int], metric: s
         for e, (_, j) in enumerate(darts.edge_inputs()):
             stride = 2 if reduction and j < 2 else 1
             for o, name in enumerate(ops):
-                costs[kind][e, o] += table[name] if table else _op_cost(name, C, stride, hw, metric)
+                costs[kind][e, o] += table[name] if table else _op_cost(_darts_op, name, C, stride, hw, metric)
         hw = tuple((s + 1) // 2 for s in hw) if reduction else hw
     return costs
 
@@ -104,7 +108,7 @@ def nb201_costs(channels: int, cells_per_stage: int, image_hw: tuple[int, int], 
     for stage in range(3):
         C = channels * 2**stage
         for o, name in enumerate(nb201.OPS):
-            per_cell = table[name] if table else _op_cost(name, C, 1, hw, metric, "nb201")
+            per_cell = table[name] if table else _op_cost(_nb201_op, name, C, 1, hw, metric)
             costs[:, o] += cells_per_stage * per_cell
         hw = tuple((s + 1) // 2 for s in hw)
     return {"cell": costs}
@@ -114,7 +118,7 @@ def chain_costs(channels: int, layers: int, ops: tuple[str, ...], image_hw: tupl
                 metric: str) -> dict[str, np.ndarray]:
     """Cost of every (layer, op) of the chain network (every layer at C channels, full resolution)."""
     table = read_latency_table(metric, ops) if metric not in METRICS else None
-    row = [table[name] if table else _op_cost(name, channels, 1, tuple(image_hw), metric, "chain") for name in ops]
+    row = [table[name] if table else _op_cost(_chain_op, name, channels, 1, tuple(image_hw), metric) for name in ops]
     return {"layers": np.tile(np.asarray(row, np.float64), (layers, 1))}
 
 
@@ -134,15 +138,8 @@ def derived_cost(genotype: darts.Genotype, costs: Mapping[str, np.ndarray]) -> f
 
 
 def space_costs(space: Any, image_shape: tuple[int, ...], metric: str) -> dict[str, np.ndarray]:
-    """The cost tables of a search space, for images of `image_shape`."""
-    hw = tuple(image_shape[:2])
-    if space.name == "darts":
-        return darts_costs(space.channels, space.layers, hw, metric)
-    if space.name == "nb201":
-        return nb201_costs(space.channels, space.cells_per_stage, hw, metric)
-    if space.name == "chain":
-        return chain_costs(space.channels, space.layers, space.ops, hw, metric)
-    raise ValueError(f"no cost tables for space {space.name!r}; valid: darts, nb201, chain")
+    """The cost tables of a search space, for images of `image_shape` (`SearchSpace.cost_tables`)."""
+    return space.cost_tables(image_shape, metric)
 
 
 def path_cost(path: Mapping[str, Any], costs: Mapping[str, Any]) -> jax.Array:
@@ -151,8 +148,6 @@ def path_cost(path: Mapping[str, Any], costs: Mapping[str, Any]) -> jax.Array:
 
 
 def arch_cost(space: Any, arch: Any, costs: Mapping[str, np.ndarray]) -> float:
-    """The cost of a derived architecture of `space` (what λ trades against accuracy)."""
-    if space.name == "darts":
-        return derived_cost(arch, costs)
-    path = {k: np.asarray(v, np.float64) for k, v in space.path(space.decisions_of(arch)).items()}
-    return float(path_cost(path, costs))
+    """The cost of a derived architecture of `space` (what λ trades against accuracy;
+    `SearchSpace.arch_cost`)."""
+    return space.arch_cost(arch, costs)

@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import json
 import os
-import time
 from typing import Any
 
 import jax
@@ -23,9 +22,10 @@ import optax
 from absl import logging
 
 from jaxnas import viz
-from jaxnas.checkpoint import Checkpointer
 from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
+from jaxnas.driver import EpochEnd, RunHooks, drive
+from jaxnas.errors import ConfigError
 from jaxnas.nn.precision import COMPUTE_DTYPES, ComputeDtype
 from jaxnas.parallel import (
     DATA_AXIS,
@@ -35,28 +35,22 @@ from jaxnas.parallel import (
     host_batch,
     on_host_cpu,
     replicate,
-    replicated_shapes,
 )
 from jaxnas.preflight import log_preflight
 from jaxnas.runs import (
-    EpochSums,
-    NonFiniteError,
     StopSignal,
     check_workdir,
-    keep_old_metrics,
-    nonfinite_message,
     open_workdir,
-    save_checkpoint,
     skipped_note,
 )
 from jaxnas.search import config as config_lib
 from jaxnas.search import cost as cost_lib
-from jaxnas.search.config import ConfigError
 from jaxnas.search.state import cosine_lr
 from jaxnas.search.step import init_state, make_search_step
-from jaxnas.search.strategies import get_strategy
+from jaxnas.search.strategies import get_strategy, make_sampled_step
+from jaxnas.search.strategies.base import DeriveContext
 from jaxnas.spaces.base import get_space
-from jaxnas.writers import MetricsWriter, Progress, read_metrics
+from jaxnas.writers import read_metrics
 
 # Keys that only change how a run is watched or stored, not what it computes: a resumed run may
 # change them. Any other difference from the workdir's saved config is an error.
@@ -155,12 +149,9 @@ def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, ima
         return init_state(space.supernet(num_classes), strategy.init_alphas(config, space, alpha_rng), sample,
                           weight_rng, w_opt, a_opt, net_alphas=space.init_alphas(alpha_rng))
 
-    # Initialisation runs once. The DARTS supernets with stacked layouts (scanned, grouped) compile
-    # it without XLA's optimisation passes (grouped: 43 s at C=8, 5 cells; 102 s run eagerly). The
-    # per-edge layouts (impl='reference', the switch cells of GDAS and the sampling strategies,
-    # NB201, chain) run it eagerly: 15 s at C=8, 5 cells, where compiling took 80 s to minutes.
-    stacked = space.name == "darts" and space.impl in ("scanned", "grouped") and space.mixing == "softmax"
-    init = jax.jit(init_fn, compiler_options=FAST_COMPILE) if stacked else init_fn
+    # Initialisation runs once: compiled without XLA's optimisation passes where the space says it is
+    # worth it (the DARTS supernets' stacked layouts), else run eagerly (`SearchSpace.compiled_init`).
+    init = jax.jit(init_fn, compiler_options=FAST_COMPILE) if space.compiled_init else init_fn
     if jax.default_backend() != "cpu":  # see `on_host_cpu`; the same threefry bits on every backend
         init = on_host_cpu(init)
     return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt, costs, forward)
@@ -195,41 +186,56 @@ def _search(config: ml_collections.ConfigDict, workdir: str, space, data: Search
     """The search in a locked workdir holding this config, from its newest checkpoint or the start."""
     pid, pcount = jax.process_index(), jax.process_count()
     devices = jax.device_count()
-    writer_enabled = pid == 0
-    if writer_enabled:
+    if pid == 0:
         for sub in ("genotypes", "alphas"):
             os.makedirs(os.path.join(workdir, sub), exist_ok=True)
     logging.info("search %s/%s/%s on %s: %d device(s) (%s), %d process(es); workdir %s", config.space,
                  config.strategy, config.estimator, config.dataset, devices, jax.devices()[0].platform, pcount, workdir)
 
-    train_data, val_data, spe, search_val = data.train, data.val, data.steps_per_epoch, data.val_set
-    mean, std = data.mean, data.std
-    total = spe * config.epochs
-    k = config_lib.train_batches_per_step(config)
+    spe, k = data.steps_per_epoch, config_lib.train_batches_per_step(config)
     setup = search_setup(config, space, data.num_classes, data.image_shape, data.steps_per_epoch)
-    net, step_fn, init = setup.net, setup.step, setup.init
     strategy = get_strategy(config.strategy)
-    step_metrics = STEP_METRICS + strategy.step_metrics
     mesh = data_mesh()
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
-    state, record = ckpt.restore_or_init(init, lambda s: replicate(s, mesh), lambda: replicated_shapes(init, mesh))
-    sums = EpochSums.empty(step_metrics)
-    if record is not None:
-        sums = EpochSums(**record["sums"])
-        logging.info("resumed from checkpoint at step %d (epoch %d, step %d of %d)", record["step"],
-                     record["step"] // spe + 1, record["step"] % spe, spe)
-    step = int(jax.device_get(state.step))
-    if step == 0 and writer_enabled:
-        keep_old_metrics(workdir)
-    writer = MetricsWriter(workdir, enabled=writer_enabled)
-    writer.keep_epochs_before(step // spe + 1)
+    train_step = data_parallel(setup.step, mesh)
+    run = SearchRun(config, space, strategy, workdir, _evaluator(setup.net, strategy, mesh),
+                    _derive_context(config, setup, mesh, data) if strategy.needs_derive_context else None, data, mesh,
+                    setup.costs)
 
-    if step == 0 and writer_enabled:  # the starting point of the α plot
-        np.savez(os.path.join(workdir, "alphas", "epoch_000.npz"), **_alpha_view(config, space, strategy, state))
-    train_step = data_parallel(step_fn, mesh)
-    # Sampling strategies evaluate one architecture of the shared weights, with BN in training mode
-    # (the running statistics mix every architecture the supernet trained).
-    eval_train_mode = strategy.sampled
+    def step(state, global_step):
+        epoch, s = divmod(global_step, spe)
+        train_batches = tuple(host_batch(data.train.batch(epoch, s + i), mesh) for i in range(k))
+        return train_step(state, train_batches, host_batch(data.val.batch(epoch, s), mesh))
+
+    def start(state):  # the starting point of the α plot
+        np.savez(os.path.join(workdir, "alphas", "epoch_000.npz"), **strategy.alpha_view(config, space, state.alphas))
+
+    hooks = RunHooks("search", STEP_METRICS + strategy.step_metrics, "lr or alpha_lr", setup.init, step,
+                     functools.partial(_end_epoch, run), start)
+    driven = drive(hooks, config, workdir, spe, mesh, stop)
+    if driven.stopped:
+        return {"stopped": True, "step": driven.step}
+    _write_final(config, space, strategy, workdir, driven.state, pid == 0)
+    return driven.last or {"step": driven.step}
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchRun:
+    """What every epoch end of one search uses."""
+
+    config: ml_collections.ConfigDict
+    space: Any
+    strategy: Any
+    workdir: str
+    evaluate: Any  # ((state, α of the net), x, y, mask) -> search-val totals (loss sum, correct, count)
+    context: Any  # the strategy's DeriveContext, or None
+    data: SearchData
+    mesh: Any
+    costs: Any = None  # the cost tables of a resource-aware search, else None
+
+
+def _evaluator(net, strategy, mesh):
+    """Search-val totals of the supernet at given α, BN as the strategy says (`eval_train_mode`)."""
+    eval_train_mode = strategy.eval_train_mode
 
     def eval_totals(state_and_alphas, x, y, mask):
         state, alphas = state_and_alphas
@@ -239,93 +245,24 @@ def _search(config: ml_collections.ConfigDict, workdir: str, space, data: Search
         correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
         return jax.lax.psum(jnp.stack([(ce * mask).sum(), (correct * mask).sum(), mask.sum()]), DATA_AXIS)
 
-    evaluate = data_parallel_sum(eval_totals, mesh)
-    context = _derive_context(config, setup, net, mesh, train_data, search_val, mean, std) if strategy.sampled else None
-    progress = Progress(total, spe, config.epochs, config.batch_size, enabled=writer_enabled)
-    pending: list[dict] = []
-
-    def flush() -> None:
-        for m in jax.device_get(pending):
-            sums.add(m)
-            if sums.consecutive_nonfinite >= config.max_nonfinite_steps:
-                raise NonFiniteError(nonfinite_message(sums.consecutive_nonfinite, step, ckpt.directory, ckpt.steps(),
-                                                       "lr or alpha_lr"))
-        if pending:
-            progress.update(step, float(jax.device_get(pending[-1]["train_loss"])))
-        pending.clear()
-
-    def save() -> None:
-        flush()
-        save_checkpoint(ckpt, workdir, step, state, {"step": step, "sums": dataclasses.asdict(sums)},
-                        healthy=sums.consecutive_nonfinite == 0)
-
-    last = None
-    t_epoch = time.perf_counter()
-    first = True
-    if step < total:
-        logging.info("compiling the search step (minutes on a CPU; cached for reruns)")
-    while step < total:
-        epoch, s = divmod(step, spe)
-        train_batches = tuple(host_batch(train_data.batch(epoch, s + i), mesh) for i in range(k))
-        val_batch = host_batch(val_data.batch(epoch, s), mesh)
-        state, metrics = train_step(state, train_batches, val_batch)
-        step += 1
-        pending.append(metrics)
-        if first:
-            jax.block_until_ready(metrics)
-            logging.info("first step done in %.1f s (compilation included)", time.perf_counter() - t_epoch)
-            first = False
-            stop.step_done()
-            flush()
-        elif step % config.log_every_steps == 0:
-            flush()
-        if step % spe == 0:
-            flush()
-            last = _end_epoch(config, space, strategy, workdir, writer, state, evaluate, context, search_val, mean,
-                              std, mesh, step // spe, step, sums, time.perf_counter() - t_epoch, devices,
-                              setup.costs)
-            # A run of non-finite steps goes on across the epoch's end (`healthy`, max_nonfinite_steps).
-            sums = dataclasses.replace(EpochSums.empty(step_metrics), consecutive_nonfinite=sums.consecutive_nonfinite)
-            save()
-            t_epoch = time.perf_counter()
-        elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
-            save()
-        if stop.requested or ckpt.reached_preemption(step):
-            save()
-            logging.warning("stopped at step %d of %d (%s); checkpoint saved; rerun the same command to resume",
-                            step, total, stop.requested or "preemption")
-            writer.close()
-            ckpt.close()
-            return {"stopped": True, "step": step}
-    if last is None:  # the run was already complete: rewrite the final outputs from the checkpoint
-        logging.info("the run in %s is already complete (%d steps)", workdir, total)
-    _write_final(config, space, strategy, workdir, state, writer_enabled)
-    writer.close()
-    ckpt.close()
-    return last or {"step": step}
+    return data_parallel_sum(eval_totals, mesh)
 
 
-def _alpha_view(config, space, strategy, state) -> dict[str, np.ndarray]:
-    """What the run saves and plots as α: α itself, or a sampling strategy's log op frequencies."""
-    if strategy.sampled:
-        return strategy.alpha_view(config, space, state.alphas)
-    return {k: np.asarray(v) for k, v in jax.device_get(state.alphas).items()}
-
-
-def _derive_context(config, setup, net, mesh, train_data, search_val, mean, std):
-    """Scoring of candidate architectures on the first search-val batch (BN in training mode), and
-    short training of one architecture from the initial weights (PNAS's scratch evaluator)."""
-    from jaxnas.search.strategies.sampled import DeriveContext, make_sampled_step
-
+def _derive_context(config, setup: SearchSetup, mesh, data: SearchData):
+    """Scoring of candidate architectures (or any α) on the first search-val batch (BN as the
+    strategy's `eval_train_mode`), and short training of one architecture from the initial weights
+    (PNAS's scratch evaluator): built for every strategy that `needs_derive_context`."""
     pid, pcount = jax.process_index(), jax.process_count()
-    x, y, mask = next(iter(eval_batches(search_val, config.eval_batch_size, mean, std, pid, pcount)))
+    net, train_data = setup.net, data.train
+    train_mode = get_strategy(config.strategy).eval_train_mode
+    x, y, mask = next(iter(eval_batches(data.val_set, config.eval_batch_size, data.mean, data.std, pid, pcount)))
     batch = host_batch((x, y, mask), mesh)
 
     def score_totals(state_and_paths, x, y, mask):
         state, paths = state_and_paths
 
         def correct(path):
-            logits = net.apply({"params": state.params, "batch_stats": state.batch_stats}, x, path, train=True,
+            logits = net.apply({"params": state.params, "batch_stats": state.batch_stats}, x, path, train=train_mode,
                                mutable=["batch_stats"])[0]
             return jnp.sum((jnp.argmax(logits, -1) == y) * mask)
 
@@ -363,35 +300,31 @@ def _derive_context(config, setup, net, mesh, train_data, search_val, mean, std)
     return DeriveContext(score, train_fresh)
 
 
-def _end_epoch(config, space, strategy, workdir, writer, state, evaluate, context, search_val, mean, std, mesh, epoch,
-               step, sums, seconds, devices, costs) -> dict:
+def _end_epoch(run: SearchRun, end: EpochEnd) -> dict:
     """Derive the genotype, evaluate it (gradient strategies: the supernet) on search-val, write this
     epoch's record, α and plots."""
-    alphas = _alpha_view(config, space, strategy, state)
-    info = {}
-    if strategy.sampled:
-        arch, info = strategy.derive(config, space, state, context, epoch)
-        net_alphas = space.path(space.decisions_of(arch))
-    else:
-        arch = space.derive(alphas)
-        net_alphas = state.alphas
+    config, space, strategy, workdir = run.config, run.space, run.strategy, run.workdir
+    state, epoch, sums, seconds = end.state, end.epoch, end.sums, end.seconds
+    alphas = strategy.alpha_view(config, space, state.alphas)
+    arch, info = strategy.derive(config, space, state, run.context, epoch)
+    net_alphas = strategy.eval_alphas(space, state, arch)
     totals = np.zeros(3)
     pid, pcount = jax.process_index(), jax.process_count()
-    for x, y, mask in eval_batches(search_val, config.eval_batch_size, mean, std, pid, pcount):
-        totals += np.asarray(jax.device_get(evaluate((state, net_alphas), *host_batch((x, y, mask), mesh))),
+    for x, y, mask in eval_batches(run.data.val_set, config.eval_batch_size, run.data.mean, run.data.std, pid, pcount):
+        totals += np.asarray(jax.device_get(run.evaluate((state, net_alphas), *host_batch((x, y, mask), run.mesh))),
                              np.float64)
     means = sums.means()
     arch_metrics = space.arch_metrics(arch)  # e.g. NB201's benchmark accuracy of the derived cell
-    record = {"epoch": epoch, "step": step, "train_loss": means["train_loss"], "train_acc": means["train_acc"],
+    record = {"epoch": epoch, "step": end.step, "train_loss": means["train_loss"], "train_acc": means["train_acc"],
               "val_loss": totals[0] / totals[2], "val_acc": totals[1] / totals[2],
               "alpha_step_val_loss": means["val_loss"], "hypergrad_norm": means["hypergrad_norm"],
               "lr": float(cosine_lr(config.lr, config.lr_min, config.epochs, 1)(epoch - 1)),
               "alpha_entropy": alpha_entropy(alphas), "nonfinite_steps": sums.steps - sums.finite_steps,
-              "seconds": seconds, "devices": devices, "genotype": space.arch_to_dict(arch),
+              "seconds": seconds, "devices": jax.device_count(), "genotype": space.arch_to_dict(arch),
               **{k: means[k] for k in strategy.step_metrics}, **info, **arch_metrics}
-    if costs is not None:  # what the penalty trades: the relaxed cost and the derived cell's
-        record["expected_cost"] = float(cost_lib.expected_cost(alphas, costs))
-        record["derived_cost"] = cost_lib.arch_cost(space, arch, costs)
+    if run.costs is not None:  # what the penalty trades: the relaxed cost and the derived cell's
+        record["expected_cost"] = float(cost_lib.expected_cost(alphas, run.costs))
+        record["derived_cost"] = cost_lib.arch_cost(space, arch, run.costs)
     record = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in record.items()}
     logging.info("epoch %d/%d: train loss %.4f acc %.4f | search-val acc %.4f | α entropy %.3f | %.1f s%s",
                  epoch, config.epochs, record["train_loss"], record["train_acc"], record["val_acc"],
@@ -401,9 +334,9 @@ def _end_epoch(config, space, strategy, workdir, writer, state, evaluate, contex
     with open(os.path.join(workdir, "genotypes", f"epoch_{epoch:03d}.json"), "w") as f:
         json.dump(space.arch_to_dict(arch), f, indent=1)
     np.savez(os.path.join(workdir, "alphas", f"epoch_{epoch:03d}.npz"), **alphas)
-    writer.write(record, step)
+    end.writer.write(record, end.step)
     if config.plots:
-        viz.plot_arch(space.name, arch, os.path.join(workdir, "cells.png"), f"epoch {epoch}")
+        space.plot(arch, os.path.join(workdir, "cells.png"), f"epoch {epoch}")
         history, epochs = [], []
         for e in range(0, epoch + 1):
             path = os.path.join(workdir, "alphas", f"epoch_{e:03d}.npz")
@@ -414,20 +347,19 @@ def _end_epoch(config, space, strategy, workdir, writer, state, evaluate, contex
         viz.plot_alpha_history(history, space.op_names(), os.path.join(workdir, "alphas.png"), epochs,
                                space.edge_names())
         if arch_metrics:
-            viz.plot_metric_history(read_metrics(writer.path), list(arch_metrics),
+            viz.plot_metric_history(read_metrics(end.writer.path), list(arch_metrics),
                                     os.path.join(workdir, "arch_metrics.png"), space.arch_metric_references())
     return record
 
 
 def _write_final(config, space, strategy, workdir: str, state, enabled: bool) -> None:
-    alphas = _alpha_view(config, space, strategy, state)
+    """alphas.npz (the final α view) and genotype.json: the last epoch's derivation (for a sampling
+    strategy, candidates scored with the final weights)."""
+    alphas = strategy.alpha_view(config, space, state.alphas)
     if not enabled:
         return
     np.savez(os.path.join(workdir, "alphas.npz"), **alphas)
-    if strategy.sampled:  # the last epoch's derivation (candidates scored with the final weights)
-        with open(os.path.join(workdir, "genotypes", f"epoch_{config.epochs:03d}.json")) as f:
-            arch_dict = json.load(f)
-    else:
-        arch_dict = space.arch_to_dict(space.derive(alphas))
+    with open(os.path.join(workdir, "genotypes", f"epoch_{config.epochs:03d}.json")) as f:
+        arch_dict = json.load(f)
     with open(os.path.join(workdir, "genotype.json"), "w") as f:
         json.dump(arch_dict, f, indent=1)

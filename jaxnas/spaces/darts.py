@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas.spaces.decisions import Decision
+from jaxnas.spaces.options import SpaceOptions, check_mixing
 
 PRIMITIVES: tuple[str, ...] = (
     "none",
@@ -263,3 +264,114 @@ def genotype_to_decisions(genotype: Genotype, steps: int = STEPS) -> np.ndarray:
                 raise ValueError(f"op {op!r} is not a sampled op; valid: {', '.join(SAMPLED_OPS)}")
             values += [j, SAMPLED_OPS.index(op)]
     return np.asarray(values, np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class DartsSpace(SpaceOptions):
+    """The DARTS cell space; `impl` picks the supernet's implementation (scanned, grouped or
+    reference: same network, see `jaxnas.nn.supernet`). The strategies
+    set the rest: `mixing='gumbel'` for GDAS, `partial_channels`/`edge_normalization` for PC-DARTS
+    (whose α then also holds the edge weights β), `mixing='path'` for the sampling strategies."""
+
+    channels: int = 16
+    layers: int = 8
+    impl: str = "scanned"
+    remat: bool = False
+    mixing: str = "softmax"
+    partial_channels: int = 1
+    edge_normalization: bool = False
+    name: str = "darts"
+    counting_options = {"impl": "reference"}  # same parameters as the fast layouts; its convs are countable layers
+
+    @classmethod
+    def config_options(cls, config) -> dict:
+        """The options a search config sets: size, the supernet's layout and rematerialisation."""
+        return {**cls.sized(config.channels, config.layers), "impl": config.impl, "remat": config.remat}
+
+    def __post_init__(self):
+        from jaxnas.nn.supernet import MIXINGS
+
+        check_mixing(self.mixing, MIXINGS)
+        if self.partial_channels < 1 or self.channels % self.partial_channels:
+            raise ValueError(f"partial_channels {self.partial_channels} must be a positive divisor of channels "
+                             f"{self.channels}")
+        if self.mixing != "softmax" and (self.partial_channels > 1 or self.edge_normalization):
+            raise ValueError("partial channels and edge normalisation are PC-DARTS options; a sampled "
+                             "cell (GDAS, ENAS, random search) has neither")
+
+    def init_alphas(self, rng):
+        return init_alphas(rng, edge_betas=self.edge_normalization)
+
+    def supernet(self, num_classes, axis_name=None):
+        from jaxnas.nn.supernet import DartsSupernet
+
+        return DartsSupernet(self.channels, self.layers, num_classes, impl=self.impl, axis_name=axis_name,
+                             remat=self.remat, mixing=self.mixing, partial_channels=self.partial_channels,
+                             edge_normalization=self.edge_normalization)
+
+    def derive(self, alphas):
+        return derive(alphas)
+
+    def op_names(self):
+        """The op each column of α stands for, per α entry."""
+        return {"normal": PRIMITIVES, "reduce": PRIMITIVES}
+
+    def edge_names(self):
+        """'c_{k-1} → node 0', ...: the input state and the intermediate node of each row of α."""
+        state = ("c_{k-2}", "c_{k-1}") + tuple(f"node {i}" for i in range(STEPS))
+        names = tuple(f"{state[j]} → node {i}" for i, j in edge_inputs())
+        return {"normal": names, "reduce": names}
+
+    def arch_to_dict(self, arch):
+        return arch.to_dict()
+
+    def arch_from_dict(self, d):
+        return Genotype.from_dict(d)
+
+    # The sampling strategies' view: the module's functions (see `decisions` above).
+    decisions = staticmethod(decisions)
+    path = staticmethod(decisions_to_path)
+    arch_from_decisions = staticmethod(decisions_to_genotype)
+
+    def decisions_of(self, arch):
+        return genotype_to_decisions(arch)
+
+    def arch_metrics(self, arch):
+        return {}
+
+    def arch_metric_references(self):
+        return {}
+
+    def network(self, arch, num_classes, axis_name=None):
+        from jaxnas.nn.network import NetworkCIFAR
+
+        return NetworkCIFAR(arch, self.channels, self.layers, num_classes, axis_name=axis_name)
+
+    @property
+    def compiled_init(self):
+        """The stacked layouts (scanned, grouped) compile their initialisation without XLA's
+        optimisation passes (grouped: 43 s at C=8, 5 cells; 102 s run eagerly); the per-edge ones
+        (reference, the switch cells of GDAS and the sampling strategies) run it eagerly (15 s,
+        where compiling took 80 s to minutes)."""
+        return self.impl in ("scanned", "grouped") and self.mixing == "softmax"
+
+    def cost_tables(self, image_shape, metric):
+        from jaxnas.search import cost
+
+        return cost.darts_costs(self.channels, self.layers, tuple(image_shape[:2]), metric)
+
+    def arch_cost(self, arch, costs):
+        from jaxnas.search import cost
+
+        return cost.derived_cost(arch, costs)
+
+    def plot(self, arch, path, title=""):
+        from jaxnas import viz
+
+        viz.plot_genotype(arch, path, title)
+
+    def params_network(self, arch, num_classes, train_config):
+        """The network `jaxnas.train` builds from the genotype with `train_config`'s settings."""
+        from jaxnas.train.loop import build_network
+
+        return build_network(train_config, arch, num_classes), ()

@@ -1,4 +1,5 @@
-"""An architecture as a sequence of discrete decisions, the form sampling strategies draw.
+"""An architecture as a sequence of discrete decisions, the form sampling strategies draw, and the
+one-hot path they make (the NB201 and chain supernets' `mixing='path'`, its cost).
 
 ENAS's controller emits one decision at a time and random search draws each uniformly; both
 need the same description of a space: per decision, which controller head makes it (`kind`:
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,3 +61,11 @@ def check_values(decisions: Sequence[Decision], values) -> None:
         if not 0 <= v < d.choices or (d.exclude is not None and v == int(values[d.exclude])):
             raise ValueError(f"malformed decisions: decision {i} ({d.kind}) is {v}; valid values 0..{d.choices - 1}"
                              + (f" except decision {d.exclude}'s" if d.exclude is not None else ""))
+
+
+def arch_path_cost(space, arch, costs) -> float:
+    """The cost of a derived architecture as the cost of its one-hot path."""
+    from jaxnas.search import cost
+
+    path = {k: np.asarray(v, np.float64) for k, v in space.path(space.decisions_of(arch)).items()}
+    return float(cost.path_cost(path, costs))

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.spaces.decisions import Decision
+from jaxnas.spaces.decisions import Decision, arch_path_cost
+from jaxnas.spaces.options import PATH_MIXINGS, SpaceOptions, check_mixing
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NODES = 4
@@ -92,3 +93,83 @@ def decisions_to_path(values: jax.Array) -> dict[str, jax.Array]:
 
 def decisions_to_arch(values) -> NB201Arch:
     return NB201Arch(tuple(OPS[int(i)] for i in np.asarray(values)))
+
+
+@dataclasses.dataclass(frozen=True)
+class NB201Space(SpaceOptions):
+    channels: int = 16
+    cells_per_stage: int = 5
+    mixing: str = "softmax"
+    name: str = "nb201"
+    depth_option = "cells_per_stage"  # `layers` counts the cells of each of the three stages
+
+    def __post_init__(self):
+        check_mixing(self.mixing, (*PATH_MIXINGS, "gumbel"))
+
+    def init_alphas(self, rng):
+        return init_alphas(rng)
+
+    def supernet(self, num_classes, axis_name=None):
+        from jaxnas.nn.nb201 import NB201Network
+
+        return NB201Network(self.channels, self.cells_per_stage, num_classes, axis_name=axis_name, mixing=self.mixing)
+
+    def derive(self, alphas):
+        return derive(alphas)
+
+    def op_names(self):
+        return {"cell": OPS}
+
+    def edge_names(self):
+        return {"cell": tuple(f"node {j} → node {i}" for i, j in EDGES)}
+
+    def arch_to_dict(self, arch):
+        return {"nb201": arch.to_string()}
+
+    def arch_from_dict(self, d):
+        return NB201Arch.from_string(d["nb201"])
+
+    # The sampling strategies' view: the module's functions.
+    decisions = staticmethod(decisions)
+    path = staticmethod(decisions_to_path)
+    arch_from_decisions = staticmethod(decisions_to_arch)
+
+    def decisions_of(self, arch):
+        return np.asarray([OPS.index(op) for op in arch.ops], np.int32)
+
+    def arch_metrics(self, arch):
+        """NAS-Bench-201's 200-epoch test accuracy (%) of the cell on each of its data sets
+        (`jaxnas.benchmarks.nb201`), whatever the searched data set: the ground truth a search is judged by."""
+        from jaxnas.benchmarks import nb201 as benchmark
+
+        return {f"benchmark_acc_{d}": acc for d, acc in benchmark.accuracies(arch).items()}
+
+    def arch_metric_references(self):
+        from jaxnas.benchmarks import nb201 as benchmark
+
+        return {"best cell of each data set": {f"benchmark_acc_{d}": benchmark.best(d)[1] for d in benchmark.DATASETS},
+                "all-skip cell (where DARTS collapses)": self.arch_metrics(benchmark.ALL_SKIP)}
+
+    def network(self, arch, num_classes, axis_name=None):
+        from jaxnas.nn.nb201 import NB201Network
+
+        return NB201Network(self.channels, self.cells_per_stage, num_classes, arch=arch, axis_name=axis_name)
+
+    compiled_init = False  # its per-edge supernet initialises eagerly
+
+    def cost_tables(self, image_shape, metric):
+        from jaxnas.search import cost
+
+        return cost.nb201_costs(self.channels, self.cells_per_stage, tuple(image_shape[:2]), metric)
+
+    def arch_cost(self, arch, costs):
+        return arch_path_cost(self, arch, costs)
+
+    def plot(self, arch, path, title=""):
+        from jaxnas import viz
+
+        viz.plot_nb201(arch, path, title or "NAS-Bench-201 cell")
+
+    def params_network(self, arch, num_classes, train_config):
+        """The space's own discrete network (the search's channels and cells)."""
+        return self.network(arch, num_classes), (None,)

@@ -11,8 +11,8 @@ import re
 
 import ml_collections
 
+from jaxnas.errors import ConfigError
 from jaxnas.search import config as search_config
-from jaxnas.search.config import ConfigError
 from jaxnas.search.strategies import get_strategy
 
 PAPER_EPS = 0.01
@@ -93,7 +93,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
     if extra:
         raise ConfigError(f"unknown config key(s) {', '.join(extra)}; valid keys: {', '.join(sorted(valid))}")
     search_config.validate(config.search, device_count, process_count)
-    if config.search.strategy == "gdas" or get_strategy(config.search.strategy).sampled:
+    if not get_strategy(config.search.strategy).studiable:
         raise ConfigError(f"search.strategy {config.search.strategy!r} cannot be studied: its loss is a random draw "
                           "per pass (or it has no hypergradient), so estimators have no common target; use darts or "
                           "pcdarts")

@@ -26,11 +26,11 @@ from absl import logging
 from jaxnas import xla_workarounds
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
+from jaxnas.errors import ConfigError
 from jaxnas.preflight import log_preflight
 from jaxnas.search import config as search_config
 from jaxnas.search import hypergrad
 from jaxnas.search import loop as search_loop
-from jaxnas.search.config import ConfigError
 from jaxnas.search.state import inner_optimizer
 from jaxnas.search.step import supernet_loss
 from jaxnas.spaces.base import get_space

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxnas.errors import ConfigError
 from jaxnas.nn.precision import COMPUTE_DTYPES
-from jaxnas.search.config import ConfigError
 
 LR_SCHEDULES = ("cosine", "exponential")
 NETWORKS = ("cifar", "imagenet")

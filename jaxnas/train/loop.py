@@ -4,10 +4,8 @@ metrics.jsonl, TensorBoard, progress). The step it drives is pure."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import time
 from typing import Any
 
 import jax
@@ -16,12 +14,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxnas.checkpoint import Checkpointer
 from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.counting import count_params, multiply_adds
 from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
 from jaxnas.data.streaming import StreamingBatcher, open_split, streaming_eval_batches
-from jaxnas.describe import resolve_architecture
+from jaxnas.driver import EpochEnd, RunHooks, drive
+from jaxnas.errors import ConfigError
 from jaxnas.nn.network import NetworkCIFAR, NetworkImageNet
 from jaxnas.nn.precision import COMPUTE_DTYPES
 from jaxnas.parallel import (
@@ -30,26 +28,18 @@ from jaxnas.parallel import (
     data_parallel,
     data_parallel_sum,
     host_batch,
-    replicate,
-    replicated_shapes,
 )
 from jaxnas.preflight import log_preflight
 from jaxnas.runs import (
-    EpochSums,
-    NonFiniteError,
     StopSignal,
     check_workdir,
-    keep_old_metrics,
-    nonfinite_message,
     open_workdir,
-    save_checkpoint,
     skipped_note,
 )
-from jaxnas.search.config import ConfigError
 from jaxnas.spaces.darts import Genotype
+from jaxnas.spaces.resolve import resolve_architecture
 from jaxnas.train import config as config_lib
 from jaxnas.train.step import init_state, lr_schedule, make_eval_totals, make_train_step, optimizer
-from jaxnas.writers import MetricsWriter, Progress
 
 STEP_METRICS = ("train_loss", "train_acc")
 
@@ -131,7 +121,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str, genotype: Genotype, 
 
     batcher, test_batches, num_classes, image_shape = data
     spe = batcher.steps_per_epoch
-    total = spe * config.epochs
 
     compute_dtype = COMPUTE_DTYPES[config.compute_dtype]
     schedule = lr_schedule(config.lr, config.lr_schedule, config.epochs, spe, config.lr_decay)
@@ -141,91 +130,41 @@ def _train(config: ml_collections.ConfigDict, workdir: str, genotype: Genotype, 
     init = jax.jit(lambda: init_state(build_network(config, genotype, num_classes), sample,
                                       jax.random.key(config.seed), opt), compiler_options=FAST_COMPILE)
     mesh = data_mesh()
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
-    state, record = ckpt.restore_or_init(init, lambda s: replicate(s, mesh), lambda: replicated_shapes(init, mesh))
-    sums = EpochSums.empty(STEP_METRICS)
-    if record is not None:
-        sums = EpochSums(**record["sums"])
-        logging.info("resumed from checkpoint at step %d (epoch %d)", record["step"], record["step"] // spe + 1)
-    step = int(jax.device_get(state.step))
-    if step == 0 and writer_enabled:
-        keep_old_metrics(workdir)
-    writer = MetricsWriter(workdir, enabled=writer_enabled)
-    writer.keep_epochs_before(step // spe + 1)
-
     train_step = data_parallel(
         make_train_step(net, opt, num_classes, config.auxiliary_weight, config.label_smoothing, compute_dtype,
                         DATA_AXIS), mesh, replicated_tail=1)
     evaluate = data_parallel_sum(make_eval_totals(net, num_classes, compute_dtype, DATA_AXIS), mesh)
-    progress = Progress(total, spe, config.epochs, config.batch_size, enabled=writer_enabled)
-    pending: list[dict] = []
 
-    def flush() -> None:
-        for m in jax.device_get(pending):
-            sums.add(m)
-            if sums.consecutive_nonfinite >= config.max_nonfinite_steps:
-                raise NonFiniteError(nonfinite_message(sums.consecutive_nonfinite, step, ckpt.directory, ckpt.steps(),
-                                                       "lr"))
-        if pending:
-            progress.update(step, float(jax.device_get(pending[-1]["train_loss"])))
-        pending.clear()
-
-    def save() -> None:
-        flush()
-        save_checkpoint(ckpt, workdir, step, state, {"step": step, "sums": dataclasses.asdict(sums)},
-                        healthy=sums.consecutive_nonfinite == 0)
-
-    def test_totals() -> np.ndarray:
+    def test_totals(state) -> np.ndarray:
         totals = np.zeros(3)
         for x, y, mask in test_batches():
             totals += np.asarray(jax.device_get(evaluate(state, *host_batch((x, y, mask), mesh))), np.float64)
         return totals
 
-    first, t_epoch = True, time.perf_counter()
-    if step < total:
-        logging.info("compiling the training step (minutes on a CPU; cached for reruns)")
-    while step < total:
-        epoch, s = divmod(step, spe)
-        rate = np.float32(drop_rate(config, epoch))
-        state, metrics = train_step(state, host_batch(batcher.batch(epoch, s), mesh), rate)
-        step += 1
-        pending.append(metrics)
-        if first:
-            jax.block_until_ready(metrics)
-            logging.info("first step done in %.1f s (compilation included)", time.perf_counter() - t_epoch)
-            first = False
-            stop.step_done()
-            flush()
-        elif step % config.log_every_steps == 0:
-            flush()
-        if step % spe == 0:
-            flush()
-            totals = test_totals()
-            means = sums.means()
-            record = {"epoch": step // spe, "step": step, "train_loss": means["train_loss"],
-                      "train_acc": means["train_acc"], "test_loss": totals[0] / totals[2],
-                      "test_acc": totals[1] / totals[2], "lr": float(schedule(step - 1)), "drop_path": float(rate),
-                      "nonfinite_steps": sums.steps - sums.finite_steps,
-                      "seconds": time.perf_counter() - t_epoch, "devices": devices}
-            record = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in record.items()}
-            logging.info("epoch %d/%d: train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1f s%s",
-                         record["epoch"], config.epochs, record["train_loss"], record["train_acc"],
-                         record["test_loss"], record["test_acc"], record["seconds"], skipped_note(sums))
-            writer.write(record, step)
-            # A run of non-finite steps goes on across the epoch's end (`healthy`, max_nonfinite_steps).
-            sums = dataclasses.replace(EpochSums.empty(STEP_METRICS), consecutive_nonfinite=sums.consecutive_nonfinite)
-            save()
-            t_epoch = time.perf_counter()
-        elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
-            save()
-        if stop.requested or ckpt.reached_preemption(step):
-            save()
-            logging.warning("stopped at step %d of %d (%s); checkpoint saved; rerun the same command to resume",
-                            step, total, stop.requested or "preemption")
-            writer.close()
-            ckpt.close()
-            return {"stopped": True, "step": step}
-    totals = test_totals()
+    def step(state, global_step):
+        epoch, s = divmod(global_step, spe)
+        return train_step(state, host_batch(batcher.batch(epoch, s), mesh), np.float32(drop_rate(config, epoch)))
+
+    def end_epoch(end: EpochEnd) -> dict:
+        totals, means = test_totals(end.state), end.sums.means()
+        record = {"epoch": end.epoch, "step": end.step, "train_loss": means["train_loss"],
+                  "train_acc": means["train_acc"], "test_loss": totals[0] / totals[2],
+                  "test_acc": totals[1] / totals[2], "lr": float(schedule(end.step - 1)),
+                  "drop_path": float(np.float32(drop_rate(config, end.epoch - 1))),
+                  "nonfinite_steps": end.sums.steps - end.sums.finite_steps, "seconds": end.seconds,
+                  "devices": devices}
+        record = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in record.items()}
+        logging.info("epoch %d/%d: train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1f s%s",
+                     record["epoch"], config.epochs, record["train_loss"], record["train_acc"],
+                     record["test_loss"], record["test_acc"], record["seconds"], skipped_note(end.sums))
+        end.writer.write(record, end.step)
+        return record
+
+    driven = drive(RunHooks("training", STEP_METRICS, "lr", init, step, end_epoch), config, workdir, spe, mesh, stop)
+    if driven.stopped:
+        return {"stopped": True, "step": driven.step}
+    state, step = driven.state, driven.step
+    totals = test_totals(state)
     params = jax.device_get(state.params)
     madds = multiply_adds(build_network(config, genotype, num_classes), image_shape, train=False)
     result = {"test_acc": float(totals[1] / totals[2]), "test_loss": float(totals[0] / totals[2]),
@@ -237,6 +176,4 @@ def _train(config: ml_collections.ConfigDict, workdir: str, genotype: Genotype, 
             json.dump(result, f, indent=1)
     logging.info("test accuracy %.4f | %s parameters | %.1f M multiply-adds", result["test_acc"],
                  f"{result['params']:,}", result["multiply_adds"] / 1e6)
-    writer.close()
-    ckpt.close()
     return result

@@ -16,6 +16,7 @@ from jaxnas.search.strategies.gdas import GDAS
 from jaxnas.search.strategies.pcdarts import PCDARTS
 from jaxnas.search.strategies.pnas import PNAS
 from jaxnas.search.strategies.random_ws import RANDOM_WS
+from jaxnas.search.strategies.sampled import make_sampled_step  # noqa: F401  (the run's scratch evaluator)
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (DARTS, GDAS, PCDARTS, RANDOM_WS, ENAS, PNAS)}
 

@@ -51,4 +51,4 @@ class GdasStrategy(Strategy):
         return options
 
 
-GDAS = GdasStrategy("gdas", spaces=("darts", "nb201"))
+GDAS = GdasStrategy("gdas", spaces=("darts", "nb201"), studiable=False)  # its loss is a random draw per pass

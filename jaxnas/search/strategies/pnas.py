@@ -1,7 +1,7 @@
 """PNAS (Liu et al., 2018) on a one-shot supernet: progressive cell search ranked by a surrogate.
 
 The supernet's weights train as in random search with weight sharing (one uniformly drawn cell
-per step). At each epoch's end `jaxnas.search.pnas.progressive_search` grows a cell one block at
+per step). At each epoch's end `jaxnas.search.strategies.pnas_surrogate.progressive_search` grows a cell one block at
 a time (beam `pnas_beam`), evaluating candidates either with the shared weights (`pnas_evaluator
 = 'inherited'`, the fast default) or after `pnas_scratch_steps` steps of training from freshly
 initialised weights (`'scratch'`). As in PNAS the normal and the reduction cell are the same cell.
@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from jaxnas.search import pnas
+from jaxnas.search.strategies import pnas_surrogate as pnas
 from jaxnas.search.strategies.sampled import DeriveContext, SampledStrategy, derive_key
 
 EVALUATORS = ("inherited", "scratch")

@@ -24,20 +24,9 @@ import optax
 from jaxnas.parallel import cross_device_mean
 from jaxnas.search.state import SearchState, alpha_optimizer, weight_optimizer
 from jaxnas.search.step import all_finite, supernet_loss
-from jaxnas.search.strategies.base import Strategy
+from jaxnas.search.strategies.base import DeriveContext, Score, Strategy
 from jaxnas.spaces.decisions import sample_uniform
 
-# score(state, paths) -> (N,) accuracies on the scoring batch of the N one-hot paths stacked in `paths`.
-Score = Callable[[Any, dict], np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class DeriveContext:
-    """What the run lends a strategy's derivation: scoring with given weights, and short training of
-    one architecture from freshly initialised weights (for evaluators that do not inherit them)."""
-
-    score: Score
-    train_fresh: Callable[[dict, int], Any]  # (one-hot path, steps) -> the state after that training
 FREQUENCY_SAMPLES = 512  # architectures drawn to estimate the sampler's per-edge op frequencies
 _DRAW_MANY: dict = {}
 
@@ -66,7 +55,11 @@ def best_of(space, score: Score, state, values: np.ndarray) -> tuple[np.ndarray,
 class SampledStrategy(Strategy):
     """A strategy whose supernet runs one drawn architecture per step; by default drawn uniformly."""
 
-    sampled: bool = True
+    own_step: bool = True
+    ignored_keys: tuple = (("estimator", "first_order"), ("cost_weight", 0.0), ("alpha_warmup_epochs", 0))
+    studiable: bool = False
+    eval_train_mode: bool = True
+    needs_derive_context: bool = True
 
     def space_options(self, config):
         return {"mixing": "path"}
@@ -97,11 +90,15 @@ class SampledStrategy(Strategy):
         return log_frequencies(space, values)
 
     def derive(self, config, space, state, context: DeriveContext, epoch: int) -> tuple[Any, dict]:
-        """The architecture the run reports after `epoch`, and what to log about how it was chosen."""
+        """The best of `derive_samples` drawn architectures, scored with the shared weights."""
         keys = jax.random.split(derive_key(config, epoch), config.derive_samples)
         values = np.asarray(self.draw_many(config, space)(state.alphas, keys))
         best, info = best_of(space, context.score, state, values)
         return space.arch_from_decisions(best), info
+
+    def eval_alphas(self, space, state, arch):
+        """The derived architecture's one-hot path: the supernet evaluates that one architecture."""
+        return space.path(space.decisions_of(arch))
 
     def make_step(self, config, space, net, schedule, axis_name, image_shape):
         draw = self.draw(config, space)
