@@ -74,7 +74,7 @@ def test_nb201_comparison_reports_the_benchmark_accuracy_per_seed(tmp_path):
 
 @pytest.mark.parametrize("changes, message", [
     ({"seeds": "0,x"}, "seeds must be comma-separated whole numbers"),
-    ({"strategies": "darts,nas"}, "unknown strategy 'nas' in strategies; valid strategies: darts, gdas"),
+    ({"strategies": "darts,nas"}, "unknown strategy 'nas' in strategies; valid strategies: darts, darts_pt, gdas"),
     ({"strategies": "pnas", "search.space": "chain"}, "strategy 'pnas' works in space.s. darts"),
     ({"train_epochs": 2, "search.space": "nb201"}, "train_epochs > 0 needs space 'darts'"),
 ])

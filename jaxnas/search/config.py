@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
     # states stay float32. Slower on XLA:CPU, where bfloat16 is emulated.
     c.compute_dtype = "float32"
     # --- strategy --- how to search
-    c.strategy = "darts"  # darts | gdas | pcdarts | random_ws | enas | pnas (jaxnas/search/strategies/)
+    c.strategy = "darts"  # darts | darts_pt | gdas | pcdarts | random_ws | enas | pnas (jaxnas/search/strategies/)
     c.alpha_warmup_epochs = 0  # train only the weights for this many epochs first (PC-DARTS: 15)
     c.gdas_tau_max = 10.0  # gdas: Gumbel-softmax temperature, linear per epoch from max to min
     c.gdas_tau_min = 0.1  # gdas: the temperature of the last epoch

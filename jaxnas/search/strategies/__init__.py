@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from jaxnas.search.strategies.base import Strategy
 from jaxnas.search.strategies.darts import DARTS
+from jaxnas.search.strategies.darts_pt import DARTS_PT
 from jaxnas.search.strategies.enas import ENAS
 from jaxnas.search.strategies.gdas import GDAS
 from jaxnas.search.strategies.pcdarts import PCDARTS
@@ -18,7 +19,7 @@ from jaxnas.search.strategies.pnas import PNAS
 from jaxnas.search.strategies.random_ws import RANDOM_WS
 from jaxnas.search.strategies.sampled import make_sampled_step  # noqa: F401  (the run's scratch evaluator)
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (DARTS, GDAS, PCDARTS, RANDOM_WS, ENAS, PNAS)}
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (DARTS, DARTS_PT, GDAS, PCDARTS, RANDOM_WS, ENAS, PNAS)}
 
 
 def get_strategy(name: str) -> Strategy:
