@@ -19,9 +19,11 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_config_files_validate(path):
-    """configs/train_*.py are training configs, study_*.py study configs, the others search configs."""
+    """configs/train_*.py are training configs, study_*.py study configs, compare_*.py comparison
+    configs, the others search configs."""
     base = os.path.basename(path)
-    kind = train_config if base.startswith("train_") else study_config if base.startswith("study_") else search_config
+    kinds = {"train_": train_config, "study_": study_config, "compare_": compare_config}
+    kind = next((k for prefix, k in kinds.items() if base.startswith(prefix)), search_config)
     config = load_config_file(path)
     kind.validate(config)
     assert set(config.keys()) == set(kind.get_config().keys())

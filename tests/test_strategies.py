@@ -356,7 +356,8 @@ def test_pc_alphas_hold_the_edge_betas():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"strategy": "nas"}, "unknown strategy 'nas'; valid choices: darts, darts_pt, gdas, pcdarts, random_ws, enas, pnas"),
+    ({"strategy": "nas"}, "unknown strategy 'nas'; valid choices: darts, darts_pt, gdas, pcdarts, random_ws, "
+                          "enas, pnas"),
     ({"strategy": "gdas", "space": "chain"}, "strategy 'gdas' works in space.s. darts, nb201, not 'chain'"),
     ({"strategy": "pcdarts", "pc_partial_channels": 3}, "pc_partial_channels 3 must be a positive divisor of "
                                                         "channels 8"),
