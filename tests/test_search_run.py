@@ -245,7 +245,7 @@ def test_sigkill_between_tensorboard_and_checkpoint_logs_every_scalar_once(share
     ("--config.learning_rate=0.1", "unknown config key 'learning_rate'; valid keys: .*lr"),
     ("--config.batch_size=0", "batch_size must be a positive integer"),
     ("--config.derive_samples=0", "derive_samples must be a positive integer"),
-    ("--config.strategy=gdas", "strategy 'gdas' works in space.s. darts, not 'chain'"),
+    ("--config.strategy=gdas", "strategy 'gdas' works in space.s. darts, nb201, not 'chain'"),
 ])
 def test_bad_input_is_one_line_before_any_work(shared, tmp_path, flag, message):
     workdir = str(tmp_path / "bad")
