@@ -47,4 +47,4 @@ def test_the_difference_quotient_converges_on_a_smooth_loss():
         e = jax.flatten_util.ravel_pytree(exact)[0]
         errors = [float(jnp.linalg.norm(jax.flatten_util.ravel_pytree(fd)[0] - e) / jnp.linalg.norm(e)) for fd in fds]
         assert all(b < a / 50 for a, b in zip(errors, errors[1:])), errors  # central difference: O(ε²)
-        assert errors[-1] < 1e-8, errors
+        assert errors[-1] < 1e-7, errors  # 2e-8 at ε scale 1e-4: the O(ε²) error, not a jump
