@@ -162,15 +162,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         s_config.compilation_cache = config.compilation_cache
         logging.info("running the search trajectory into %s", search_dir)
         search_loop.run(s_config, search_dir)
-    if config.float64:
-        jax.config.update("jax_enable_x64", True)
     dtype = jnp.float64 if config.float64 else jnp.float32
 
     space = get_space(s_config.space, **search_config.space_options(s_config))
     data = search_loop.search_data(s_config)
     setup = search_loop.search_setup(s_config, space, data.num_classes, data.image_shape,
                                         data.steps_per_epoch, axis_name=None)
-    target = setup.init()
+    target = setup.init()  # in the search's own precision: the checkpoints' dtypes (and checksums) match it
+    if config.float64:
+        jax.config.update("jax_enable_x64", True)
     ckpt = Checkpointer(os.path.join(search_dir, "checkpoints"), keep=10**6)
     steps = ckpt.steps()
     if not steps:
