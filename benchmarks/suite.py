@@ -98,16 +98,16 @@ CASES = [
     Case("paper first_order batch 256", {**PAPER, "batch_size": 256}, "first_order"),
     Case("paper first_order bf16 batch 256", {**PAPER, "compute_dtype": "bfloat16", "batch_size": 256},
          "first_order"),
-    Case("paper pcdarts batch 256", {**PAPER, "strategy": "pcdarts", "batch_size": 256}, "first_order"),
-    Case("paper gdas", {**PAPER, "strategy": "gdas"}, "first_order", repeats=20, warmup=None),
+    Case("paper pcdarts batch 256", {**PAPER, "strategy": {"name": "pcdarts"}, "batch_size": 256}, "first_order"),
+    Case("paper gdas", {**PAPER, "strategy": {"name": "gdas"}}, "first_order", repeats=20, warmup=None),
     Case("paper unrolled", PAPER, "unrolled", repeats=5, warmup=1),
     Case("paper darts_fd grouped", {**PAPER, "impl": "grouped"}, "darts_fd"),
     Case("paper implicit", PAPER, "implicit", repeats=5, warmup=1),
     Case("paper weight", PAPER, "weight"),
     Case("small first_order", SMALL, "first_order"),
-    Case("paper pcdarts", {**PAPER, "strategy": "pcdarts"}, "first_order"),
-    Case("paper random_ws", {**PAPER, "strategy": "random_ws"}, "first_order", repeats=20, warmup=None),
-    Case("paper enas", {**PAPER, "strategy": "enas"}, "first_order", repeats=20, warmup=None),
+    Case("paper pcdarts", {**PAPER, "strategy": {"name": "pcdarts"}}, "first_order"),
+    Case("paper random_ws", {**PAPER, "strategy": {"name": "random_ws"}}, "first_order", repeats=20, warmup=None),
+    Case("paper enas", {**PAPER, "strategy": {"name": "enas"}}, "first_order", repeats=20, warmup=None),
     Case("small weight", SMALL, "weight"),
     Case("small darts_fd", SMALL, "darts_fd"),
     Case("small unrolled", SMALL, "unrolled"),
@@ -119,9 +119,8 @@ TINY = dict(channels=4, layers=2, batch_size=4)
 
 def case_config(overrides: dict, tiny: bool):
     config = config_lib.get_config()
-    for key, value in {**overrides, **(TINY if tiny else {})}.items():
-        setattr(config, key, value)
-    return config
+    config.update({**overrides, **(TINY if tiny else {})})  # a block ({"name": ...}) merges into the config's
+    return config_lib.resolve(config)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ lr 3e-4, β=(0.5, 0.999), weight decay 1e-3; random crop (pad 4) and flip. Secon
 paper's finite-difference approximation (`darts_fd`, ξ = the current weight lr, ε = 0.01/‖∇‖).
 """
 
+from jaxnas.search import config as search_config
 from jaxnas.search.config import get_config as _base
 
 ORDERS = {"second_order": "darts_fd", "first_order": "first_order"}
@@ -24,7 +25,7 @@ def get_config(order: str = "second_order"):
     c.space = "darts"
     c.channels = 16
     c.layers = 8
-    c.estimator = ORDERS[order]
+    c.estimator = search_config.estimator_block(ORDERS[order])
     c.epochs = 50
     c.batch_size = 64
     c.lr = 0.025

@@ -10,6 +10,7 @@ our reading of the paper's section 4.1; check them against the paper before comp
 The `digits` variant is the offline default search (C=8, 5 cells, 12 epochs) with GDAS.
 """
 
+from jaxnas.search import config as search_config
 from jaxnas.search.config import get_config as _base
 
 VARIANTS = ("cifar10", "digits")
@@ -19,10 +20,8 @@ def get_config(variant: str = "cifar10"):
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
     c = _base()
-    c.strategy = "gdas"
-    c.estimator = "first_order"
-    c.gdas_tau_max = 10.0
-    c.gdas_tau_min = 0.1
+    c.strategy = search_config.strategy_block("gdas", tau_max=10.0, tau_min=0.1)
+    c.estimator = search_config.estimator_block("first_order")
     if variant == "digits":
         return c
     c.dataset = "cifar10"

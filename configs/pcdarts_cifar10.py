@@ -10,6 +10,7 @@ The paper's CIFAR-10 search: partial channels K=4 with edge normalisation, C=16,
 5 cells, 12 epochs) with PC-DARTS and a proportionally shorter warm-up (4 epochs).
 """
 
+from jaxnas.search import config as search_config
 from jaxnas.search.config import get_config as _base
 
 VARIANTS = ("cifar10", "digits")
@@ -19,10 +20,8 @@ def get_config(variant: str = "cifar10"):
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
     c = _base()
-    c.strategy = "pcdarts"
-    c.estimator = "first_order"
-    c.pc_partial_channels = 4
-    c.pc_edge_normalization = True
+    c.strategy = search_config.strategy_block("pcdarts", partial_channels=4, edge_normalization=True)
+    c.estimator = search_config.estimator_block("first_order")
     if variant == "digits":
         c.alpha_warmup_epochs = 4
         return c

@@ -41,6 +41,8 @@ _EXPORTS = {
     "ESTIMATORS": "jaxnas.search.hypergrad",
     # The search step and its state.
     "make_search_step": "jaxnas.search.step",
+    "StepOptions": "jaxnas.search.step",
+    "SearchOptimizers": "jaxnas.search.state",
     "supernet_loss": "jaxnas.search.step",
     "init_state": "jaxnas.search.step",
     "SearchState": "jaxnas.search.state",
@@ -55,6 +57,8 @@ _EXPORTS = {
     "multiply_adds": "jaxnas.counting",
     # The runs behind the command lines: run_search(search_config(), workdir), and so on.
     "search_config": ("jaxnas.search.config", "get_config"),
+    "strategy_block": "jaxnas.search.config",
+    "estimator_block": "jaxnas.search.config",
     "run_search": ("jaxnas.search.loop", "run"),
     "train_config": ("jaxnas.train.config", "get_config"),
     "run_train": ("jaxnas.train.loop", "run"),

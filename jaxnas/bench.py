@@ -75,7 +75,8 @@ SWITCH_WARMUP_STEPS = 50
 
 def default_warmup(config: ml_collections.ConfigDict) -> int:
     """`SWITCH_WARMUP_STEPS` where the supernet's edges run behind a switch, else `WARMUP_STEPS`."""
-    mixing = get_strategy(config.strategy).space_options(config).get("mixing", "softmax")
+    config = config_lib.resolve(config)
+    mixing = get_strategy(config.strategy.name).space_options(config).get("mixing", "softmax")
     return SWITCH_WARMUP_STEPS if mixing != "softmax" else WARMUP_STEPS
 
 
@@ -91,15 +92,15 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     run under `jax.profiler.trace(profile_dir)` and `profile_summary` of the trace is reported;
     `compile_only` stops after the compile (what a compile-only pass that fills the persistent
     compilation cache needs)."""
-    step = step or config.estimator
+    config = config_lib.resolve(config)
+    step = step or config.estimator.name
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; valid steps: {', '.join(STEPS)}")
-    config = config.copy_and_resolve_references()
-    own_step = get_strategy(config.strategy).own_step
+    own_step = get_strategy(config.strategy.name).own_step
     if own_step and step != "first_order":
-        raise ValueError(f"strategy {config.strategy!r} has its own step; bench it without --step")
-    if step != "weight":
-        config.estimator = step
+        raise ValueError(f"strategy {config.strategy.name!r} has its own step; bench it without --step")
+    if step not in ("weight", config.estimator.name):
+        config.estimator = config_lib.estimator_block(step)
     config_lib.validate(config, jax.device_count())
     warmup = default_warmup(config) if warmup is None else warmup
     space = get_space(config.space, **config_lib.space_options(config))
@@ -128,9 +129,9 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     flops = step_flops(compiled)
     result = {
         "config": dict(space=config.space, dataset=config.dataset, image_shape=list(shape), channels=config.channels,
-                       layers=config.layers, batch_size=batch_size, step=config.strategy if own_step else step,
+                       layers=config.layers, batch_size=batch_size, step=config.strategy.name if own_step else step,
                        impl=config.impl, remat=config.remat, compute_dtype=config.compute_dtype,
-                       strategy=config.strategy),
+                       strategy=config.strategy.name),
         "device": f"{jax.devices()[0].platform} x{jax.device_count()}",
         "device_kind": jax.devices()[0].device_kind,
         "compiler_options": compiler_options or {},

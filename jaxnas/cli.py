@@ -18,6 +18,7 @@ from types import ModuleType
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxnas import config_blocks
 from jaxnas.data.pipeline import DataError
 from jaxnas.errors import ConfigError
 from jaxnas.parallel import initialize_distributed
@@ -30,6 +31,7 @@ from jaxnas.runs import (
     newest_checkpoint_bytes,
     resolve_workdir,
 )
+from jaxnas.search import config as search_config
 from jaxnas.search.config import load_config_file
 
 HELP_FLAGS = ("-h", "-help", "--help", "--helpshort", "-?")
@@ -92,6 +94,11 @@ def config_help(config_module: ModuleType, argv: list[str]) -> str:
             last = group
         value = value if len(value) <= shown else value[:shown - 1] + "…"
         out.append(f"  {key:<{width}}  {value:<{shown}}  {text}")
+    blocks = {key: choices for key, choices in _blocks(config_module).items() if key in values}
+    for key, choices in blocks.items():
+        out.append(f"{key} block (--config.{key}.name=CHOICE, then --config.{key}.OPTION=VALUE), choices and "
+                   "their options:")
+        out += [f"  {line}" for line in config_blocks.describe(choices)]
     return "\n".join(out)
 
 
@@ -126,15 +133,81 @@ def check_override_keys(argv: list[str], valid: set[str]) -> None:
                 sys.exit(2)
 
 
+def _config_file_arg(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(the `--config=FILE[:ARG]` of `argv` or None, `argv` without it)."""
+    spec, rest, i = None, [argv[0]], 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config="):
+            spec = arg[len("--config="):]
+        elif arg == "--config" and i + 1 < len(argv):
+            spec, i = argv[i + 1], i + 1
+        else:
+            rest.append(arg)
+        i += 1
+    return spec, rest
+
+
+def _blocks(config_module: ModuleType) -> dict:
+    """The config blocks ({name, ...options}) a command's config may hold, by their key."""
+    return {**search_config.BLOCKS, **getattr(config_module, "BLOCKS", {})}
+
+
+def apply_block_names(config, argv: list[str], blocks: dict) -> None:
+    """`--config.<...>.<block>.name=X` in `argv`: that block becomes X's, with X's default options,
+    before the overrides apply (so `--config.strategy.tau_max=5` exists once the name is gdas). A
+    block already of choice X keeps its options."""
+    for arg in argv[1:]:
+        if not arg.startswith("--config.") or "=" not in arg:
+            continue
+        path, value = arg[len("--config."):].split("=", 1)
+        parts = path.split(".")
+        if len(parts) < 2 or parts[-1] != "name" or parts[-2] not in blocks:
+            continue
+        *parents, key, _ = parts
+        holder = config
+        for part in parents:
+            holder = holder[part]
+        if key in holder and holder[key].get("name") != value:
+            with holder.unlocked():
+                holder[key] = config_blocks.complete({"name": value}, blocks[key], path[:-len(".name")])
+
+
+def check_override_paths(config, argv: list[str]) -> None:
+    """ConfigError naming the valid keys for a `--config.a.b=...` whose path `config` lacks (inside a
+    block: the options of the block's choice)."""
+    for arg in argv[1:]:
+        if not arg.startswith("--config.") or "=" not in arg:
+            continue
+        path = arg[len("--config."):].split("=", 1)[0]
+        holder, done = config, []
+        for part in path.split("."):
+            if not hasattr(holder, "keys") or part not in holder:
+                where = f"{'.'.join(done)}" if done else "the config"
+                choice = f" ({holder['name']!r})" if hasattr(holder, "keys") and "name" in holder else ""
+                valid = ", ".join(holder.keys()) if hasattr(holder, "keys") else "none (it is a value)"
+                raise ConfigError(f"unknown config key {path!r}: {where}{choice} has keys {valid}")
+            holder, done = holder[part], done + [part]
+
+
 def define_flags(default_config: ModuleType, default_workdir: str, what: str):
     """Define --config (default: `default_config`'s file) and --workdir; returns both flag holders.
-    `--help` prints the config keys (see `print_help`) and exits."""
+    `--help` prints the config keys (see `print_help`) and exits. The config is loaded here (the
+    --config file, else the default), its blocks set by `--config.<block>.name=X`, and the other
+    `--config.<key>=VALUE` overrides apply to it when the flags are parsed."""
     if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
         print_help(default_config, default_workdir, what, sys.argv)
         sys.exit(0)
     check_override_keys(sys.argv, set(default_config.get_config().keys()))  # defining --config applies overrides
-    config = config_flags.DEFINE_config_file("config", os.path.abspath(default_config.__file__),
-                                             f"{what} config file (get_config() -> ConfigDict)", lock_config=True)
+    spec, sys.argv[:] = _config_file_arg(sys.argv)
+    try:
+        config = load_config_file(spec) if spec else default_config.get_config()
+        apply_block_names(config, sys.argv, _blocks(default_config))
+        check_override_paths(config, sys.argv)
+    except ConfigError as e:
+        _fail(str(e))
+    config = config_flags.DEFINE_config_dict("config", config, f"{what} config (--config=FILE[:ARG], a file whose "
+                                             "get_config() returns it)", lock_config=True)
     workdir = flags.DEFINE_string("workdir", default_workdir, "where checkpoints, metrics and outputs go")
     return config, workdir
 

@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxnas import xla_workarounds
+from jaxnas.errors import ConfigError
 
 DATA_AXIS = "data"
 
@@ -140,3 +141,15 @@ def data_parallel_sum(fn: Callable, mesh: Mesh) -> Callable:
 
     wrapped.__name__ = f"data_parallel_sum_{getattr(fn, '__name__', 'fn')}"
     return xla_workarounds.jit(wrapped)
+
+
+def check_batch_split(config, keys: Sequence[str], device_count: int, process_count: int) -> None:
+    """ConfigError for a batch size among `config[keys]` that does not split evenly over the
+    devices or the processes (naming a size that does)."""
+    for key in keys:
+        if config[key] % device_count:
+            fits = -(-config[key] // device_count) * device_count
+            raise ConfigError(f"{key} {config[key]} does not split over {device_count} devices; use a multiple "
+                              f"of {device_count}, e.g. --config.{key}={fits}")
+        if config[key] % process_count:
+            raise ConfigError(f"{key} {config[key]} does not split over {process_count} processes")

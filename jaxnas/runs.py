@@ -16,6 +16,7 @@ import signal
 import socket
 import tempfile
 import threading
+from collections.abc import Callable
 
 import ml_collections
 from absl import logging
@@ -62,16 +63,20 @@ def has_checkpoint(workdir: str) -> bool:
 
 
 def config_differences(workdir: str, config: ml_collections.ConfigDict, runtime_keys: tuple[str, ...] = (),
-                       defaults: ml_collections.ConfigDict | None = None) -> list[str]:
+                       defaults: ml_collections.ConfigDict | None = None,
+                       upgrade: Callable[[dict], dict] | None = None) -> list[str]:
     """The keys in which `config` differs from the workdir's config.json, as 'key: saved x, now y'
     ([] without a config.json). `runtime_keys` only change how a run is watched or stored and may
     differ. A key the saved config lacks (added to jaxnas after the run started) counts as its
-    value in `defaults`, so runs started by an older version still resume."""
+    value in `defaults`, and `upgrade` turns a saved config of an older layout into today's, so
+    runs started by an older version still resume."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return []
     with open(path) as f:
         saved = json.load(f)
+    if upgrade is not None:
+        saved = upgrade(saved)
     now = json.loads(config.to_json())
     saved = {**(json.loads(defaults.to_json()) if defaults is not None else {}), **saved}
     diff = sorted(k for k in set(saved) | set(now) if k not in runtime_keys and saved.get(k) != now.get(k))
@@ -79,11 +84,12 @@ def config_differences(workdir: str, config: ml_collections.ConfigDict, runtime_
 
 
 def check_workdir(workdir: str, config: ml_collections.ConfigDict, runtime_keys: tuple[str, ...] = (),
-                  defaults: ml_collections.ConfigDict | None = None) -> None:
+                  defaults: ml_collections.ConfigDict | None = None,
+                  upgrade: Callable[[dict], dict] | None = None) -> None:
     """Refuse a workdir whose checkpoints belong to a run with a different config (names the
     differing keys). A workdir without a checkpoint holds no progress and takes any config
     (`open_workdir` keeps the old config.json aside)."""
-    diff = config_differences(workdir, config, runtime_keys, defaults)
+    diff = config_differences(workdir, config, runtime_keys, defaults, upgrade)
     if diff and has_checkpoint(workdir):
         raise WorkdirError(f"workdir {workdir} holds a run with a different config ({'; '.join(diff[:4])}); use a new "
                            f"--workdir or the saved config")
@@ -150,7 +156,7 @@ class WorkdirLock:
 
 def open_workdir(workdir: str, config: ml_collections.ConfigDict, runtime_keys: tuple[str, ...] = (),
                  defaults: ml_collections.ConfigDict | None = None, process_index: int = 0,
-                 writer: bool = True) -> WorkdirLock:
+                 writer: bool = True, upgrade: Callable[[dict], dict] | None = None) -> WorkdirLock:
     """Create `workdir` (called once the data is ready, so a failed start leaves nothing behind),
     lock it, check its config again under the lock, and record the config: a workdir without a
     checkpoint takes a new config, its old config.json kept as config.<n>.json (one line says so).
@@ -159,9 +165,9 @@ def open_workdir(workdir: str, config: ml_collections.ConfigDict, runtime_keys: 
     lock = WorkdirLock(workdir, process_index)
     lock.acquire()
     try:
-        check_workdir(workdir, config, runtime_keys, defaults)
+        check_workdir(workdir, config, runtime_keys, defaults, upgrade)
         path = os.path.join(workdir, "config.json")
-        if writer and config_differences(workdir, config, runtime_keys, defaults):
+        if writer and config_differences(workdir, config, runtime_keys, defaults, upgrade):
             kept = set_aside(path)
             logging.warning("workdir %s holds no checkpoint: starting afresh with this config (the previous "
                             "config.json is kept as %s)", workdir, os.path.basename(kept))

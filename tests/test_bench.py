@@ -47,7 +47,7 @@ def test_switch_cells_warm_up_longer_by_default():
     for strategy, expected in [("darts", WARMUP_STEPS), ("pcdarts", WARMUP_STEPS), ("gdas", SWITCH_WARMUP_STEPS),
                                ("random_ws", SWITCH_WARMUP_STEPS), ("enas", SWITCH_WARMUP_STEPS)]:
         config = get_config()
-        config.strategy = strategy
+        config.strategy.name = strategy
         assert default_warmup(config) == expected, strategy
 
 

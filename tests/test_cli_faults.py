@@ -222,7 +222,8 @@ def test_sigterm_during_the_first_compile_exits_at_once(shared, tmp_path):
     ends it within seconds (0.06 s measured idle, 1.4 s loaded), with one line."""
     workdir = str(tmp_path / "run")
     cmd = [sys.executable, "-m", "jaxnas.search", f"--workdir={workdir}", f"--config.data_dir={shared['data_dir']}",
-           "--config.compilation_cache=", "--config.channels=4", "--config.layers=3", "--config.estimator=darts_fd"]
+           "--config.compilation_cache=", "--config.channels=4", "--config.layers=3",
+           "--config.estimator.name=darts_fd"]
     p = subprocess.Popen(cmd, env=subprocess_env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(p.stderr), daemon=True)

@@ -14,7 +14,8 @@ from jaxnas.search.config import ConfigError
 
 CHAIN = ["--config.search.space=chain", "--config.search.channels=4", "--config.search.layers=2",
          "--config.search.epochs=1", "--config.search.batch_size=32", "--config.search.train_portion=0.25",
-         "--config.search.derive_samples=4", "--config.search.plots=False"]
+         "--config.strategy_options.random_ws.derive_samples=4", "--config.strategy_options.enas.derive_samples=4",
+         "--config.search.plots=False"]
 
 
 def _compare(tmp_path, *flags):
@@ -27,7 +28,7 @@ def _compare(tmp_path, *flags):
 
 def test_compare_runs_each_strategy_with_the_same_budget_and_writes_one_table(tmp_path):
     r = _compare(tmp_path, *CHAIN, "--config.strategies=darts,random_ws,enas",
-                 "--config.search.estimator=darts_fd")  # the sampling strategies fall back to their own step
+                 "--config.search.estimator.name=darts_fd")  # the sampling strategies fall back to their own step
     assert r.returncode == 0, r.stderr[-3000:]
     with open(tmp_path / "cmp" / "comparison.json") as f:
         rows = json.load(f)
@@ -35,8 +36,9 @@ def test_compare_runs_each_strategy_with_the_same_budget_and_writes_one_table(tm
     for row in rows:
         with open(tmp_path / "cmp" / row["strategy"] / "config.json") as f:
             search = json.load(f)
-        assert search["seed"] == 0 and search["epochs"] == 1 and search["strategy"] == row["strategy"]
-        assert search["estimator"] == ("darts_fd" if row["strategy"] == "darts" else "first_order")
+        assert search["seed"] == 0 and search["epochs"] == 1 and search["strategy"]["name"] == row["strategy"]
+        assert search["estimator"]["name"] == ("darts_fd" if row["strategy"] == "darts" else "first_order")
+        assert search["strategy"].get("derive_samples", 4) == 4
         mean, std = row["search_val_acc"]
         assert 0 <= mean <= 1 and std == 0 and row["seeds"] == 1 and row["search_seconds"][0] > 0
         assert len(row["genotypes"]) == 1 and len(row["genotypes"][0]["chain"]) == 2
@@ -58,7 +60,8 @@ def test_nb201_comparison_reports_the_benchmark_accuracy_per_seed(tmp_path):
 
     flags = ["--config.search.space=nb201", "--config.search.channels=4", "--config.search.layers=1",
              "--config.search.epochs=1", "--config.search.batch_size=32", "--config.search.train_portion=0.25",
-             "--config.search.derive_samples=4", "--config.search.plots=False", "--config.strategies=random_ws",
+             "--config.strategy_options.random_ws.derive_samples=4", "--config.search.plots=False",
+             "--config.strategies=random_ws",
              "--config.seeds=0,1"]
     r = _compare(tmp_path, *flags)
     assert r.returncode == 0, r.stderr[-3000:]

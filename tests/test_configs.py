@@ -32,7 +32,8 @@ def test_config_files_validate(path):
 def test_darts_cifar10_is_the_paper_search():
     second = load_config_file(os.path.join(ROOT, "configs", "darts_cifar10.py"))
     first = load_config_file(os.path.join(ROOT, "configs", "darts_cifar10.py") + ":first_order")
-    assert (second.estimator, first.estimator) == ("darts_fd", "first_order")
+    assert (second.estimator.name, first.estimator.name) == ("darts_fd", "first_order")
+    assert second.estimator.eps_scale == 0.01  # the paper's ε = 0.01 / ‖∇w' L_val‖
     for c in (first, second):
         assert (c.dataset, c.epochs, c.batch_size, c.channels, c.layers, c.train_portion) == ("cifar10", 50, 64, 16, 8,
                                                                                               0.5)
@@ -48,8 +49,8 @@ def test_missing_config_file_is_an_error():
 
 def test_pcdarts_cifar10_is_the_paper_search():
     c = load_config_file(os.path.join(ROOT, "configs", "pcdarts_cifar10.py"))
-    assert (c.strategy, c.estimator, c.pc_partial_channels, c.pc_edge_normalization) == ("pcdarts", "first_order", 4,
-                                                                                        True)
+    assert c.strategy.to_dict() == {"name": "pcdarts", "partial_channels": 4, "edge_normalization": True}
+    assert c.estimator.name == "first_order"
     assert (c.dataset, c.epochs, c.alpha_warmup_epochs, c.batch_size, c.channels, c.layers) == ("cifar10", 50, 15, 256,
                                                                                                 16, 8)
     assert (c.lr, c.lr_min, c.weight_decay, c.alpha_lr, c.alpha_weight_decay) == (0.1, 0.0, 3e-4, 6e-4, 1e-3)
@@ -59,7 +60,7 @@ def test_pcdarts_cifar10_is_the_paper_search():
 def test_strategy_configs_have_an_offline_variant(name):
     c = load_config_file(os.path.join(ROOT, "configs", name) + ":digits")
     search_config.validate(c)
-    assert c.dataset == "digits" and c.strategy == name.split("_")[0]
+    assert c.dataset == "digits" and c.strategy.name == name.split("_")[0]
     with pytest.raises(ValueError, match="unknown variant 'cifar100'; valid variants: cifar10, digits"):
         load_config_file(os.path.join(ROOT, "configs", name) + ":cifar100")
 
@@ -71,3 +72,51 @@ def test_every_config_key_has_a_group_and_a_description(kind):
     described = describe_keys(kind.get_config)
     assert sorted(key for _, key, _ in described) == sorted(kind.get_config().keys())
     assert all(group and text for group, _, text in described), [d for d in described if not (d[0] and d[2])]
+
+
+OLD_CONFIG = os.path.join(ROOT, "tests", "data", "config_before_blocks.json")  # written by jaxnas before the blocks
+
+
+def test_a_config_saved_before_the_blocks_maps_to_them():
+    """A config.json with the old flat keys (a GDAS search with unrolled(2), other strategies' and
+    estimators' keys changed too) becomes today's config: the chosen strategy's and estimator's
+    options in their blocks, the others' dropped, every other key as it was."""
+    import json
+
+    with open(OLD_CONFIG) as f:
+        old = json.load(f)
+    new = search_config.upgrade_flat_keys(old)
+    assert new["strategy"] == {"name": "gdas", "tau_max": 5.0, "tau_min": 0.1}
+    assert new["estimator"] == {"name": "unrolled", "steps": 2}
+    assert set(new) == set(search_config.get_config().keys())
+    assert all(new[k] == old[k] for k in new if k not in ("strategy", "estimator"))
+    assert search_config.upgrade_flat_keys(new) == new  # today's form is left as it is
+
+
+def test_an_old_workdir_resumes_and_a_changed_one_is_refused(tmp_path):
+    """The workdir check reads an old config.json through the mapping: the same search, given in
+    today's blocks, may resume it; a different option is refused, naming the block."""
+    import json
+    import shutil
+
+    from jaxnas.runs import WorkdirError, check_workdir
+    from jaxnas.search.loop import RUNTIME_KEYS
+
+    workdir = tmp_path / "old"
+    os.makedirs(workdir / "checkpoints" / "10")
+    shutil.copy(OLD_CONFIG, workdir / "config.json")
+    with open(OLD_CONFIG) as f:
+        old = json.load(f)
+    config = search_config.get_config()
+    config.update({k: v for k, v in old.items() if k in config and not isinstance(config[k], dict)
+                   and not hasattr(config[k], "keys")})
+    config.strategy = search_config.strategy_block("gdas", tau_max=5.0)
+    config.estimator = search_config.estimator_block("unrolled", steps=2)
+    check = dict(runtime_keys=RUNTIME_KEYS, defaults=search_config.get_config(),
+                 upgrade=search_config.upgrade_flat_keys)
+    check_workdir(str(workdir), search_config.resolve(config), **check)
+    config.strategy.tau_max = 6.0
+    with pytest.raises(WorkdirError, match="holds a run with a different config .strategy: saved .*'tau_max': 5.0"):
+        check_workdir(str(workdir), config, **check)
+    with pytest.raises(WorkdirError):  # without the mapping the old file reads as a different config
+        check_workdir(str(workdir), search_config.resolve(search_config.get_config()), RUNTIME_KEYS)

@@ -75,7 +75,7 @@ def test_a_darts_pt_search_writes_the_perturbation_cell(tmp_path, xla_cache):
 
     from helpers import subprocess_env
 
-    flags = ["--config.strategy=darts_pt", "--config.space=nb201", "--config.channels=4", "--config.layers=1",
+    flags = ["--config.strategy.name=darts_pt", "--config.space=nb201", "--config.channels=4", "--config.layers=1",
              "--config.batch_size=32", "--config.epochs=1", "--config.train_portion=0.25", "--config.plots=False",
              f"--config.data_dir={tmp_path / 'tfds'}", f"--config.compilation_cache={xla_cache}"]
     r = subprocess.run([sys.executable, "-m", "jaxnas.search", f"--workdir={tmp_path / 'w'}", *flags],

@@ -40,3 +40,22 @@ def test_the_report_tabulates_medians_and_quartiles_by_point_and_batch(tmp_path)
     assert "| darts_fd | 0.902 [0.901, 0.903] | 0.952 [0.951, 0.953] | 1 [1, 1] |" in by_progress
     assert "| 0.01 | 0.3 [0.3, 0.3] | 2 [2, 2] | 8 [8, 8] |" in text  # the ε table
     assert (tmp_path / "results").exists() and "![ε convergence]" in text
+
+
+def test_the_init_section_sets_the_measurement_beside_the_issue_figures(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    record = {"setting": "toy setting", "date": "today", "device_kind": "cpu", "jax": "0", "commit": "c",
+              "command": "python benchmarks/mixed_term_init.py", "exact_norm": 2.0,
+              "darts_fd_vs_unrolled_k1_cosine": 0.5,
+              "finite_difference": [{"eps_scale": 0.01, "norm": 16.0, "cosine": 0.25, "rel_l2": 7.0},
+                                    {"eps_scale": 0.1, "norm": 3.0, "cosine": 0.75, "rel_l2": 1.5}]}
+    (results / "mixed_term_init.json").write_text(json.dumps(record))
+    out_md = tmp_path / "fidelity.md"
+    env = {**os.environ, "JAXNAS_RESULTS": str(results), "MPLBACKEND": "Agg"}
+    subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "fidelity_report.py"), f"--out={out_md}"],
+                   env=env, check=True, capture_output=True, text=True)
+    text = out_md.read_text()
+    assert "Exact ‖M‖ = 2 (the issue: 1.1087" in text and "`unrolled_k1`: 0.500 (the issue: 0.66)" in text
+    assert "| 0.01 | 16 | 8 | 0.250 | 7 | 8.1 / cos 0.34 |" in text  # ‖M_fd‖/‖M‖ = 16 / 2
+    assert "| 0.1 | 3 | 1.5 | 0.750 | 1.5 | – |" in text

@@ -185,7 +185,12 @@ def test_controller_learns_a_preferred_op():
     def reward_fn(values):
         return jnp.mean(values == 3, axis=1).astype(jnp.float32)
 
-    update = jax.jit(lambda p, s, b, k: ctl.reinforce_update(c, opt, reward_fn, p, s, b, k, 8, 1e-4, 0.9))
+    @jax.jit
+    def update(p, s, b, k):  # one controller step, as ENAS's strategy takes it
+        grads, b, metrics = ctl.reinforce_gradient(c, p, reward_fn, b, k, 8, 1e-4, 0.9)
+        updates, s = opt.update(grads, s, p)
+        return optax.apply_updates(p, updates), s, b, metrics
+
     state, baseline = opt.init(params), jnp.zeros((), jnp.float32)
     draw = jax.jit(lambda p: ctl.sample(c, p, jax.random.key(9), 1000))
     before = float(jnp.mean(draw(params) == 3))
@@ -256,13 +261,16 @@ def test_pnas_surrogate_ranks_unseen_cells():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"strategy": "random_ws", "estimator": "unrolled"}, "estimator applies to the gradient strategies"),
-    ({"strategy": "enas", "cost_weight": 1e-3}, "cost_weight applies to the gradient strategies"),
-    ({"strategy": "pnas", "space": "chain"}, "strategy 'pnas' works in space.s. darts, not 'chain'"),
-    ({"strategy": "pnas", "pnas_evaluator": "oracle"}, "unknown pnas_evaluator 'oracle'; valid: inherited, scratch"),
-    ({"strategy": "enas", "space": "nb201", "enas_reward_cost": -0.1}, "enas_reward_cost must be >= 0"),
-    ({"strategy": "enas", "enas_baseline_decay": 1.0}, "enas_baseline_decay must be in"),
-    ({"strategy": "random_ws", "derive_samples": 0}, "derive_samples must be a positive integer"),
+    ({"strategy": {"name": "random_ws"}, "estimator": {"name": "unrolled"}},
+     "estimator applies to the gradient strategies"),
+    ({"strategy": {"name": "enas"}, "cost_weight": 1e-3}, "cost_weight applies to the gradient strategies"),
+    ({"strategy": {"name": "pnas"}, "space": "chain"}, "strategy 'pnas' works in space.s. darts, not 'chain'"),
+    ({"strategy": {"name": "pnas", "evaluator": "oracle"}},
+     "unknown strategy.evaluator 'oracle'; valid: inherited, scratch"),
+    ({"strategy": {"name": "enas", "reward_cost": -0.1}, "space": "nb201"}, "strategy.reward_cost must be >= 0"),
+    ({"strategy": {"name": "enas", "baseline_decay": 1.0}}, "strategy.baseline_decay must be in"),
+    ({"strategy": {"name": "random_ws", "derive_samples": 0}}, "derive_samples must be a positive integer"),
+    ({"strategy": {"name": "pnas", "derive_samples": 8}}, "strategy 'pnas' has no option.s. derive_samples"),
 ])
 def test_bad_sampling_configs_are_named(changes, message):
     config = get_config()
@@ -291,8 +299,9 @@ def test_scratch_evaluation_trains_each_candidate_from_the_same_fresh_weights(tm
     from jaxnas.search import loop
 
     config = get_config()
-    config.update({"space": "chain", "channels": 4, "layers": 2, "strategy": "random_ws", "batch_size": 16,
+    config.update({"space": "chain", "channels": 4, "layers": 2, "strategy": {"name": "random_ws"}, "batch_size": 16,
                    "data_dir": str(tmp_path / "tfds")})
+    config = config_lib.resolve(config)
     space = get_space("chain", **config_lib.space_options(config))
     data = loop.search_data(config)
     setup = loop.search_setup(config, space, data.num_classes, data.image_shape, data.steps_per_epoch)

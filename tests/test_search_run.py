@@ -239,17 +239,20 @@ def test_sigkill_between_tensorboard_and_checkpoint_logs_every_scalar_once(share
 
 
 @pytest.mark.parametrize("flag, message", [
-    ("--config.estimator=second_order", "unknown estimator 'second_order'; valid choices: first_order, darts_fd"),
+    ("--config.estimator.name=second_order", "unknown estimator.name 'second_order'; valid choices: first_order, "
+                                             "darts_fd"),
+    ("--config.estimator.steps=2", "unknown config key 'estimator.steps': estimator .'first_order'. has keys name"),
     ("--config.space=nb301", "unknown space 'nb301'; valid choices: darts, nb201, chain"),
     ("--config.dataset=cifar1O", "unknown data set 'cifar1O'.*close matches: .*cifar10"),
     ("--config.learning_rate=0.1", "unknown config key 'learning_rate'; valid keys: .*lr"),
     ("--config.batch_size=0", "batch_size must be a positive integer"),
-    ("--config.derive_samples=0", "derive_samples must be a positive integer"),
-    ("--config.strategy=gdas", "strategy 'gdas' works in space.s. darts, nb201, not 'chain'"),
+    ("--config.strategy.name=random_ws --config.strategy.derive_samples=0",
+     "derive_samples must be a positive integer"),
+    ("--config.strategy.name=gdas", "strategy 'gdas' works in space.s. darts, nb201, not 'chain'"),
 ])
 def test_bad_input_is_one_line_before_any_work(shared, tmp_path, flag, message):
     workdir = str(tmp_path / "bad")
-    r = _search(shared, workdir, *CHAIN, flag)
+    r = _search(shared, workdir, *CHAIN, *flag.split())
     assert r.returncode == 2
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and re.search(message, last), r.stderr[-2000:]
@@ -323,12 +326,13 @@ TINY_DARTS = ["--config.channels=4", "--config.layers=1", "--config.batch_size=3
 @pytest.mark.parametrize("strategy, flags", [
     ("gdas", []),  # the default cell: switch-branch ops, edges scanned (44 s a run with impl=reference, 48 s)
     # PC-DARTS with the resource-aware objective: its relaxed and derived costs are logged.
-    ("pcdarts", ["--config.pc_partial_channels=2", "--config.alpha_warmup_epochs=1", "--config.cost_weight=1e-4"]),
+    ("pcdarts", ["--config.strategy.partial_channels=2", "--config.alpha_warmup_epochs=1",
+                 "--config.cost_weight=1e-4"]),
 ])
 def test_strategy_on_four_devices_resumes_exactly(shared, tmp_path, strategy, flags):
     """GDAS and PC-DARTS (with a cost penalty) run end to end on the offline data on 4 devices, and a run resumed from
     a checkpoint in the first epoch writes exactly what the uninterrupted run wrote."""
-    flags = [*TINY_DARTS, f"--config.strategy={strategy}", *flags, "--config.keep_checkpoints=100"]
+    flags = [*TINY_DARTS, f"--config.strategy.name={strategy}", *flags, "--config.keep_checkpoints=100"]
     full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
     r = _ok(_search(shared, full, *flags, devices=4))
     assert f"darts/{strategy}/first_order" in r.stderr and "4 device(s)" in r.stderr
@@ -355,11 +359,12 @@ def test_strategy_on_four_devices_resumes_exactly(shared, tmp_path, strategy, fl
 
 # Each sampling strategy in a space it searches, as small as it compiles fast.
 SAMPLED_RUNS = {
-    "random_ws": ["--config.space=chain", "--config.channels=4", "--config.layers=2", "--config.derive_samples=8"],
-    "enas": ["--config.space=nb201", "--config.channels=4", "--config.layers=1", "--config.derive_samples=8",
-             "--config.enas_hidden=16", "--config.epochs=2"],
+    "random_ws": ["--config.space=chain", "--config.channels=4", "--config.layers=2",
+                  "--config.strategy.derive_samples=8"],
+    "enas": ["--config.space=nb201", "--config.channels=4", "--config.layers=1", "--config.strategy.derive_samples=8",
+             "--config.strategy.hidden=16", "--config.epochs=2"],
     "pnas": ["--config.space=darts", "--config.impl=reference", "--config.channels=4", "--config.layers=1",
-             "--config.pnas_beam=2", "--config.epochs=1"],  # its epoch-end search is the slow part
+             "--config.strategy.beam=2", "--config.epochs=1"],  # its epoch-end search is the slow part
 }
 SAMPLED_COMMON = ["--config.batch_size=32", "--config.train_portion=0.25", "--config.eval_batch_size=64",
                   "--config.checkpoint_every_steps=4", "--config.log_every_steps=4", "--config.plots=False"]
@@ -370,7 +375,7 @@ def test_sampling_strategy_on_four_devices_resumes_exactly(shared, tmp_path, str
     """Random search with weight sharing, ENAS and PNAS run end to end on the offline data on 4
     devices, log what they chose from, and a run resumed from a checkpoint in the first epoch
     writes exactly what the uninterrupted run wrote."""
-    flags = [*SAMPLED_COMMON, "--config.epochs=2", *SAMPLED_RUNS[strategy], f"--config.strategy={strategy}",
+    flags = [*SAMPLED_COMMON, "--config.epochs=2", *SAMPLED_RUNS[strategy], f"--config.strategy.name={strategy}",
              "--config.keep_checkpoints=100"]  # the uninterrupted run keeps checkpoint 4 to resume from
     full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
     r = _ok(_search(shared, full, *flags, devices=4))
@@ -398,7 +403,8 @@ def test_sampling_strategy_on_four_devices_resumes_exactly(shared, tmp_path, str
 def test_enas_on_four_devices_equals_one_device(shared, tmp_path):
     """The sampled step and the controller's reward average over devices exactly once: the first
     epoch on 4 devices logs what it logs on one (same draws, same synchronised BN)."""
-    flags = [*CHAIN, "--config.epochs=1", "--config.strategy=enas", "--config.derive_samples=4", "--config.plots=False"]
+    flags = [*CHAIN, "--config.epochs=1", "--config.strategy.name=enas", "--config.strategy.derive_samples=4",
+             "--config.plots=False"]
     one, four = str(tmp_path / "one"), str(tmp_path / "four")
     _ok(_search(shared, one, *flags, devices=1))
     _ok(_search(shared, four, *flags, devices=4))

@@ -174,7 +174,7 @@ def test_bfloat16_compute_keeps_float32_state_and_follows_the_float32_step():
     assert all(cosine(a, b) > 0.5 for a, b in zip(steps16, steps32))
     assert cosine(steps16[-1], steps32[-1]) > 0.999  # α (the last leaf)
     c = get_config()
-    c.compute_dtype, c.estimator = "bfloat16", "darts_fd"
+    c.compute_dtype, c.estimator.name = "bfloat16", "darts_fd"
     with pytest.raises(ConfigError, match="darts_fd needs compute_dtype float32.*first_order, unrolled or implicit"):
         config_lib.validate(c)
     c.compute_dtype = "float16"

@@ -356,12 +356,14 @@ def test_pc_alphas_hold_the_edge_betas():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"strategy": "nas"}, "unknown strategy 'nas'; valid choices: darts, darts_pt, gdas, pcdarts, random_ws, "
-                          "enas, pnas"),
-    ({"strategy": "gdas", "space": "chain"}, "strategy 'gdas' works in space.s. darts, nb201, not 'chain'"),
-    ({"strategy": "pcdarts", "pc_partial_channels": 3}, "pc_partial_channels 3 must be a positive divisor of "
-                                                        "channels 8"),
-    ({"strategy": "gdas", "gdas_tau_min": 20.0}, "need 0 < gdas_tau_min <= gdas_tau_max"),
+    ({"strategy": {"name": "nas"}}, "unknown strategy.name 'nas'; valid choices: darts, darts_pt, gdas, pcdarts, "
+                                    "random_ws, enas, pnas"),
+    ({"strategy": {"name": "gdas"}, "space": "chain"}, "strategy 'gdas' works in space.s. darts, nb201, not 'chain'"),
+    ({"strategy": {"name": "pcdarts", "partial_channels": 3}}, "strategy.partial_channels 3 must be a positive "
+                                                               "divisor of channels 8"),
+    ({"strategy": {"name": "gdas", "tau_min": 20.0}}, "need 0 < strategy.tau_min <= strategy.tau_max"),
+    ({"strategy": {"name": "darts", "tau_min": 20.0}}, "strategy 'darts' has no option.s. tau_min; its options: none"),
+    ({"estimator": {"name": "implicit", "method": "lu"}}, "unknown estimator.method 'lu'; valid choices: cg, neumann"),
     ({"alpha_warmup_epochs": 12}, r"alpha_warmup_epochs must be in \[0, epochs=12\)"),
 ])
 def test_bad_strategy_settings_are_one_line_errors(changes, message):

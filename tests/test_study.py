@@ -13,7 +13,7 @@ from test_hypergrad import quadratic_problem
 from jaxnas.search import hypergrad
 from jaxnas.search.config import ConfigError
 from jaxnas.study import loop
-from jaxnas.study.config import estimator_names, get_config, parse_estimator
+from jaxnas.study.config import estimator_grid, estimator_specs, get_config, reference_spec
 
 
 def test_compare_on_hand_made_vectors():
@@ -27,21 +27,31 @@ def test_compare_on_hand_made_vectors():
     assert got["sign_agreement"] == pytest.approx(2 / 4)  # the first (+) and third (0) entries agree
 
 
-def test_estimator_names_round_trip():
+def test_estimators_are_config_blocks_with_labels():
     config = get_config()
-    names = estimator_names(config)
-    assert names[:3] == ["first_order", "darts_fd", "darts_fd_eps0.001"]
-    assert "unrolled_k4" in names and "implicit_cg_k20" in names
-    assert parse_estimator("darts_fd_eps0.1", config) == ("darts_fd", {"eps_scale": 0.1})
-    with pytest.raises(ConfigError, match="unknown estimator name 'unrolled'; valid forms"):
-        parse_estimator("unrolled", config)
+    specs = estimator_specs(config)
+    assert [s.label for s in specs[:3]] == ["first_order", "darts_fd", "darts_fd_eps0.001"]
+    assert {"unrolled_k4", "implicit_cg_k20"} <= {s.label for s in specs}
+    config.estimators = [{"name": "darts_fd", "eps_scale": 0.1}, {"name": "implicit", "method": "neumann"}]
+    (fd, neumann) = estimator_specs(config)
+    assert (fd.label, fd.kwargs, fd.weight_steps) == ("darts_fd_eps0.1", {"eps_scale": 0.1}, 1)
+    # the options a block leaves out are the search's defaults
+    assert neumann.kwargs == {"method": "neumann", "iterations": 5, "step_size": 0.01, "tol": 1e-10}
+    bad = [([{"name": "unrolled", "k": 2}], r"estimators\[0\] 'unrolled' has no option.s. k; its options: steps"),
+           ([{"name": "second_order"}], r"unknown estimators\[0\].name 'second_order'"),
+           ([{"name": "unrolled", "steps": 0}], "estimators.0.: estimator.steps must be a positive"),
+           ([{"name": "darts_fd"}, {"name": "darts_fd", "eps_scale": 0.01}], "repeated: darts_fd")]
+    for estimators, message in bad:
+        config.estimators = estimators
+        with pytest.raises(ConfigError, match=message):
+            estimator_specs(config)
 
 
 def test_gdas_searches_cannot_be_studied():
     from jaxnas.study.config import validate
 
     config = get_config()
-    config.search.space, config.search.strategy = "darts", "gdas"
+    config.search.space, config.search.strategy.name = "darts", "gdas"
     with pytest.raises(ConfigError, match="search.strategy 'gdas' cannot be studied"):
         validate(config)
 
@@ -63,8 +73,9 @@ def _tiny(tmp_path):
     config = get_config()
     s = config.search
     s.update(dict(channels=4, layers=2, epochs=1, checkpoint_every_steps=10, data_dir=str(tmp_path / "tfds")))
-    config.update(dict(fd_eps="0.01,0.1", unroll_ks="1,2", implicit_methods="cg", implicit_ks="3",
-                       compilation_cache=str(tmp_path / "xla")))
+    config.estimators = estimator_grid(fd_eps=(0.01, 0.1), unroll_steps=(1, 2), implicit_methods=("cg",),
+                                       implicit_iterations=(3,))
+    config.compilation_cache = str(tmp_path / "xla")
     return config
 
 
@@ -108,8 +119,8 @@ def test_darts_space_study_configs_validate():
     for name in ("study_darts_digits.py", "study_darts_cifar10.py"):
         config = load_config_file(os.path.join(root, name))
         validate(config)
-        assert config.search.space == "darts" and config.search.estimator == "first_order"
-        assert config.batch_sizes == "8,32,64" and config.reference == "unrolled_k1"
-        assert estimator_names(config) == ["first_order", "darts_fd_eps0.1", "darts_fd", "darts_fd_eps0.001",
-                                           "darts_fd_eps0.0001", "unrolled_k1", "unrolled_k2", "implicit_neumann_k10",
-                                           "implicit_cg_k10"]
+        assert config.search.space == "darts" and config.search.estimator.name == "first_order"
+        assert config.batch_sizes == "8,32,64" and reference_spec(config).label == "unrolled_k1"
+        assert [s.label for s in estimator_specs(config)] == [
+            "first_order", "darts_fd_eps0.1", "darts_fd", "darts_fd_eps0.001", "darts_fd_eps0.0001", "unrolled_k1",
+            "unrolled_k2", "implicit_neumann_k10", "implicit_cg_k10"]

@@ -7,7 +7,7 @@ import ml_collections
 
 from jaxnas.errors import ConfigError
 from jaxnas.search import config as search_config
-from jaxnas.search.strategies import STRATEGIES, get_strategy
+from jaxnas.search.strategies import STRATEGIES, STRATEGY_OPTIONS, get_strategy
 from jaxnas.train import config as train_config
 
 
@@ -19,6 +19,8 @@ def get_config() -> ml_collections.ConfigDict:
     s.epochs = 4
     c.search = s  # the search config (any key of `python -m jaxnas.search --help`, as --config.search.<key>)
     c.strategies = "random_ws,darts,pcdarts,gdas,enas,pnas"  # the strategies compared, in this order
+    # each strategy's options (its `strategy` block less the name), e.g. --config.strategy_options.enas.hidden=50
+    c.strategy_options = {name: dict(options) for name, options in STRATEGY_OPTIONS.items() if options}
     c.seeds = ""  # "" = search.seed once; "0,1,2": every strategy once per seed, reported as mean ± std
     # --- training --- of each derived genotype
     c.train_epochs = 0  # > 0 (darts space): train each derived genotype from scratch this long, report test accuracy
@@ -30,21 +32,22 @@ def get_config() -> ml_collections.ConfigDict:
 
 def strategy_names(config: ml_collections.ConfigDict) -> list[str]:
     names = [n.strip() for n in config.strategies.split(",") if n.strip()]
-    if not names:
-        raise ConfigError(f"strategies is empty; valid strategies: {', '.join(STRATEGIES)}")
-    for name in names:
-        if name not in STRATEGIES:
-            raise ConfigError(f"unknown strategy {name!r} in strategies; valid strategies: {', '.join(STRATEGIES)}")
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown or not names:
+        problem = f"unknown strategy {unknown[0]!r} in strategies" if unknown else "strategies is empty"
+        raise ConfigError(f"{problem}; valid strategies: {', '.join(STRATEGIES)}")
     return names
 
 
 def strategy_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-    """The search config of one strategy: the shared one with `strategy` set; the keys that only the
-    gradient strategies read go back to their defaults for the sampling ones (`Strategy.ignored_keys`)."""
-    s = config.search.copy_and_resolve_references()
-    s.strategy = name
+    """The search config of one strategy: the shared one with the `strategy` block of `name` and its
+    `strategy_options`; the keys only the gradient strategies read go back to their defaults for the
+    sampling ones (`Strategy.ignored_keys`)."""
+    s = search_config.resolve(config.search)
+    options = config.strategy_options.get(name, {})
+    s.strategy = search_config.strategy_block(name, **(options.to_dict() if hasattr(options, "to_dict") else options))
     defaults = search_config.get_config()
-    for key, _ in get_strategy(name).ignored_keys:
+    for key in get_strategy(name).ignored_keys:
         s[key] = defaults[key]
     return s
 
@@ -70,5 +73,9 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
     if config.train_epochs and config.search.space != "darts":
         raise ConfigError("train_epochs > 0 needs space 'darts' (jaxnas.train trains DARTS genotypes)")
     seeds(config)
+    unknown = sorted(set(config.strategy_options) - set(STRATEGIES))
+    if unknown:
+        raise ConfigError(f"strategy_options names unknown strategies {', '.join(unknown)}; valid strategies: "
+                          f"{', '.join(STRATEGIES)}")
     for name in strategy_names(config):
         search_config.validate(strategy_config(config, name), device_count, process_count)

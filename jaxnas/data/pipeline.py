@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+from typing import Any
 
 import jax
 import numpy as np
@@ -165,8 +166,32 @@ def epoch_permutation(n: int, seed: int, epoch: int, stream: int = 0) -> np.ndar
     return np.random.default_rng([seed, stream, epoch]).permutation(n)
 
 
+def wrap_step(epoch: int, step: int, steps_per_epoch: int) -> tuple[int, int]:
+    """(epoch, step) with `step` wrapped around the epoch (a step past the end is in the next one)."""
+    return epoch + step // steps_per_epoch, step % steps_per_epoch
+
+
+def process_slice(order: np.ndarray, step: int, batch_size: int, process_index: int,
+                  process_count: int) -> np.ndarray:
+    """This process's contiguous part of global batch `step` of an epoch in `order`."""
+    local = batch_size // process_count
+    start = step * batch_size + process_index * local
+    return order[start:start + local]
+
+
+class EpochBatches:
+    """What the batchers share: each epoch is `len(data) // batch_size` full global batches."""
+
+    data: Any
+    batch_size: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.data) // self.batch_size
+
+
 @dataclasses.dataclass(frozen=True)
-class Batcher:
+class Batcher(EpochBatches):
     """Global batches of one split, each process holding its own contiguous slice.
 
     `batch(epoch, step)` is deterministic, so resuming at (epoch, step) replays the same data.
@@ -185,17 +210,12 @@ class Batcher:
     process_index: int = 0
     process_count: int = 1
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self.data) // self.batch_size
-
     def batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
         """This process's slice of global batch `step` of `epoch` (`step` wraps around the epoch)."""
-        epoch, step = epoch + step // self.steps_per_epoch, step % self.steps_per_epoch
+        epoch, step = wrap_step(epoch, step, self.steps_per_epoch)
         order = epoch_permutation(len(self.data), self.seed, epoch, self.stream)
-        local = self.batch_size // self.process_count
-        start = step * self.batch_size + self.process_index * local
-        idx = order[start:start + local]
+        idx = process_slice(order, step, self.batch_size, self.process_index, self.process_count)
+        local = len(idx)
         images = self.data.images[idx]
         # Random numbers are drawn for the whole global batch, then sliced: the same batch on any
         # number of hosts.

@@ -16,7 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-from jaxnas.data.pipeline import DataError, epoch_permutation, normalize, prepared_builder
+from jaxnas.data.pipeline import (
+    DataError,
+    EpochBatches,
+    epoch_permutation,
+    normalize,
+    prepared_builder,
+    process_slice,
+    wrap_step,
+)
 
 # The usual ImageNet statistics (0..1 scale), as the DARTS code and torchvision use them.
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -99,7 +107,7 @@ def open_split(name: str, split: str, data_dir: str | None = None) -> StreamingS
 
 
 @dataclasses.dataclass(frozen=True)
-class StreamingBatcher:
+class StreamingBatcher(EpochBatches):
     """Global training batches of a streaming split; `batch(epoch, step)` is deterministic."""
 
     data: StreamingSplit
@@ -110,16 +118,11 @@ class StreamingBatcher:
     process_index: int = 0
     process_count: int = 1
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self.data) // self.batch_size
-
     def batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-        epoch, step = epoch + step // self.steps_per_epoch, step % self.steps_per_epoch
-        order = epoch_permutation(len(self.data), self.seed, epoch)
-        local = self.batch_size // self.process_count
-        start = step * self.batch_size + self.process_index * local
-        idx = order[start:start + local]
+        epoch, step = wrap_step(epoch, step, self.steps_per_epoch)
+        idx = process_slice(epoch_permutation(len(self.data), self.seed, epoch), step, self.batch_size,
+                            self.process_index, self.process_count)
+        local = len(idx)
         # One generator per example, from (seed, epoch, global position): any host count, same batch.
         seeds = [[self.seed, epoch, step * self.batch_size + self.process_index * local + k, 2] for k in range(local)]
         examples = self.data.read(idx)

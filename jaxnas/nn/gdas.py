@@ -112,11 +112,11 @@ class SearchCellGDAS(nn.Module):
 
         def scan(group, stride, read, nodes):
             return switch.scan_edges(
-                self, GumbelEdge(self.C, stride, self.axis_name, self.fast, parent=None), group,
-                lambda col, e: variables[col][f"edge{e}"],
-                lambda e, stats: self.put_variable("batch_stats", f"edge{e}", stats),
-                read, [edges[e][1] for e in group], [edges[e][0] for e in group], nodes,
-                (hard[jnp.array(group)], index[jnp.array(group)]), train)
+                self, GumbelEdge(self.C, stride, self.axis_name, self.fast, parent=None),
+                switch.EdgeOrder(group, [edges[e][1] for e in group], [edges[e][0] for e in group]),
+                switch.EdgeVariables(lambda col, e: variables[col][f"edge{e}"],
+                                     lambda e, stats: self.put_variable("batch_stats", f"edge{e}", stats)),
+                read, nodes, (hard[jnp.array(group)], index[jnp.array(group)]), train)
 
         cell_inputs = jnp.stack(inputs)
         stride = 2 if self.reduction else 1

@@ -135,8 +135,9 @@ class NB201Cell(nn.Module):
 
         nodes = jnp.zeros((NODES, *x.shape), x.dtype).at[0].set(x)
         nodes = switch.scan_edges(
-            self, PathEdge(self.C, self.axis_name, parent=None), order, variables_of, store_stats,
-            lambda nodes, j: nodes[j], [EDGES[e][1] for e in order], [EDGES[e][0] for e in order], nodes,
+            self, PathEdge(self.C, self.axis_name, parent=None),
+            switch.EdgeOrder(order, [EDGES[e][1] for e in order], [EDGES[e][0] for e in order]),
+            switch.EdgeVariables(variables_of, store_stats), lambda nodes, j: nodes[j], nodes,
             _hard(weights[jnp.array(order)]), train)
         return nodes[-1]
 

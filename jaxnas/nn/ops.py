@@ -212,6 +212,14 @@ def depthwise_conv(c: int, kernel: int, stride: int, padding: int, dilation: int
     return conv(c, kernel, stride, padding, dilation, groups=c, name=name)
 
 
+def _relu_separable(x: Array, features: int, kernel: int, stride: int, padding: int, dilation: int, fast: bool,
+                    suffix: str) -> Array:
+    """ReLU → depthwise conv → pointwise conv, its convs named `dw<suffix>`, `pw<suffix>` in the
+    module whose compact method calls it."""
+    x = depthwise_conv(x.shape[-1], kernel, stride, padding, dilation, fast, name=f"dw{suffix}")(nn.relu(x))
+    return pointwise_conv(features, fast, name=f"pw{suffix}")(x)
+
+
 class DilConv(nn.Module):
     """ReLU → dilated depthwise conv → pointwise conv → BN."""
 
@@ -226,10 +234,7 @@ class DilConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
-        c_in = x.shape[-1]
-        x = nn.relu(x)
-        x = depthwise_conv(c_in, self.kernel, self.stride, self.padding, self.dilation, self.fast, name="dw")(x)
-        x = pointwise_conv(self.features, self.fast, name="pw")(x)
+        x = _relu_separable(x, self.features, self.kernel, self.stride, self.padding, self.dilation, self.fast, "")
         return BatchNorm(self.affine, axis_name=self.axis_name, name="bn")(x, train)
 
 
@@ -246,14 +251,9 @@ class SepConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
-        c_in = x.shape[-1]
-        x = nn.relu(x)
-        x = depthwise_conv(c_in, self.kernel, self.stride, self.padding, 1, self.fast, name="dw1")(x)
-        x = pointwise_conv(c_in, self.fast, name="pw1")(x)
+        x = _relu_separable(x, x.shape[-1], self.kernel, self.stride, self.padding, 1, self.fast, "1")
         x = BatchNorm(self.affine, axis_name=self.axis_name, name="bn1")(x, train)
-        x = nn.relu(x)
-        x = depthwise_conv(c_in, self.kernel, 1, self.padding, 1, self.fast, name="dw2")(x)
-        x = pointwise_conv(self.features, self.fast, name="pw2")(x)
+        x = _relu_separable(x, self.features, self.kernel, 1, self.padding, 1, self.fast, "2")
         return BatchNorm(self.affine, axis_name=self.axis_name, name="bn2")(x, train)
 
 

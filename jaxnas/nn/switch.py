@@ -7,6 +7,7 @@ cell's switch edges as one `lax.scan`, so XLA compiles the switch once instead o
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,21 +30,37 @@ def run_one(module: nn.Module, index: jax.Array, branches: Sequence[Callable], *
     return nn.switch(index, [nn.remat(b) for b in branches] if remat else list(branches), module, *args)
 
 
-def scan_edges(cell: nn.Module, edge: nn.Module, edges: Sequence[int],
-               variables_of: Callable[[str, int], Mapping[str, Any]], store_stats: Callable[[int, Any], None],
-               read: Callable[[jax.Array, jax.Array], jax.Array], sources: Sequence[int], targets: Sequence[int],
-               nodes: jax.Array, edge_args: tuple, train: bool) -> jax.Array:
-    """Add `edge`'s output for each edge in `edges`, in order, to `nodes[target]`, in one `lax.scan`.
+@dataclasses.dataclass(frozen=True)
+class EdgeOrder:
+    """The edges a scan runs, in order, with the node each reads (`sources`) and adds to (`targets`)."""
 
-    `edge` is an unbound module (`parent=None`) run as a pure function of one edge's variables:
-    `variables_of(col, e)` gives edge e's variables in `edge`'s layout; they are stacked so that
-    the cell keeps its per-edge layout. Step k reads its input with `read(nodes, sources[k])`,
-    passes it `edge_args` sliced at k, and adds the result to `nodes[targets[k]]`; edges reading a
-    node must come after every edge that writes it. Updated BN statistics go back through
-    `store_stats(e, tree)`.
+    edges: Sequence[int]
+    sources: Sequence[int]
+    targets: Sequence[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeVariables:
+    """Where a cell keeps each edge's variables: `of(col, e)` gives edge e's in the edge module's
+    layout; `store_stats(e, tree)` puts its updated BN statistics back."""
+
+    of: Callable[[str, int], Mapping[str, Any]]
+    store_stats: Callable[[int, Any], None]
+
+
+def scan_edges(cell: nn.Module, edge: nn.Module, order: EdgeOrder, edge_variables: EdgeVariables,
+               read: Callable[[jax.Array, jax.Array], jax.Array], nodes: jax.Array, edge_args: tuple,
+               train: bool) -> jax.Array:
+    """Add `edge`'s output for each edge of `order`, in order, to `nodes[target]`, in one `lax.scan`.
+
+    `edge` is an unbound module (`parent=None`) run as a pure function of one edge's variables,
+    which are stacked so that the cell keeps its per-edge layout. Step k reads its input with
+    `read(nodes, order.sources[k])`, passes it `edge_args` sliced at k, and adds the result to
+    `nodes[order.targets[k]]`; edges reading a node must come after every edge that writes it.
     """
     update = train and cell.is_mutable_collection("batch_stats")
-    variables = {col: _stack([variables_of(col, e) for e in edges])
+    edges, store_stats = order.edges, edge_variables.store_stats
+    variables = {col: _stack([edge_variables.of(col, e) for e in edges])
                  for col in ("params", "batch_stats") if cell.variables.get(col)}
 
     def body(nodes, xs):
@@ -52,7 +69,8 @@ def scan_edges(cell: nn.Module, edge: nn.Module, edges: Sequence[int],
         y, new = out if update else (out, {})
         return nodes.at[target].add(y), new.get("batch_stats")
 
-    nodes, stats = jax.lax.scan(body, nodes, (variables, jnp.array(sources), jnp.array(targets), edge_args))
+    nodes, stats = jax.lax.scan(body, nodes, (variables, jnp.array(order.sources), jnp.array(order.targets),
+                                              edge_args))
     if update:
         for slot, e in enumerate(edges):
             store_stats(e, jax.tree.map(lambda a, s=slot: a[s], stats))

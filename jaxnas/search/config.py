@@ -11,15 +11,28 @@ from typing import Any
 
 import ml_collections
 
+from jaxnas import config_blocks
 from jaxnas.errors import ConfigError  # noqa: F401  (its old home: `from jaxnas.search.config import ConfigError` works)
 from jaxnas.nn.precision import COMPUTE_DTYPES
+from jaxnas.parallel import check_batch_split
+from jaxnas.search import hypergrad
 from jaxnas.search.cost import METRICS as COST_METRICS
-from jaxnas.search.hypergrad import ESTIMATORS
-from jaxnas.search.strategies import STRATEGIES, get_strategy
+from jaxnas.search.strategies import STRATEGY_OPTIONS, get_strategy
 from jaxnas.spaces.base import SPACES
 
 IMPLEMENTATIONS = ("scanned", "grouped", "reference")
-IMPLICIT_METHODS = ("cg", "neumann")
+# The config's blocks ({name, ...options}) and their owners' choices: {choice: {option: default}}.
+BLOCKS = {"strategy": STRATEGY_OPTIONS, "estimator": hypergrad.ESTIMATOR_OPTIONS}
+
+
+def strategy_block(name: str, **options: Any) -> ml_collections.ConfigDict:
+    """The `strategy` block of strategy `name`: its default options, `options` changed."""
+    return config_blocks.block(STRATEGY_OPTIONS, name, **options)
+
+
+def estimator_block(name: str, **options: Any) -> ml_collections.ConfigDict:
+    """The `estimator` block of estimator `name`: its default options, `options` changed."""
+    return config_blocks.block(hypergrad.ESTIMATOR_OPTIONS, name, **options)
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -45,35 +58,17 @@ def get_config() -> ml_collections.ConfigDict:
     # states stay float32. Slower on XLA:CPU, where bfloat16 is emulated.
     c.compute_dtype = "float32"
     # --- strategy --- how to search
-    c.strategy = "darts"  # darts | darts_pt | gdas | pcdarts | random_ws | enas | pnas (jaxnas/search/strategies/)
+    # {name, ...its options}: darts | darts_pt | gdas | pcdarts | random_ws | enas | pnas
+    # (jaxnas/search/strategies/); `--config.strategy.name=gdas --config.strategy.tau_max=5`
+    c.strategy = strategy_block("darts")
     c.alpha_warmup_epochs = 0  # train only the weights for this many epochs first (PC-DARTS: 15)
-    c.gdas_tau_max = 10.0  # gdas: Gumbel-softmax temperature, linear per epoch from max to min
-    c.gdas_tau_min = 0.1  # gdas: the temperature of the last epoch
-    c.pc_partial_channels = 4  # pcdarts: 1/K of each edge's channels go through the mixed op
-    c.pc_edge_normalization = True  # pcdarts: weigh each node's incoming edges by softmax(β)
-    # Sampling strategies (random_ws, enas, pnas): one architecture per step, no estimator.
-    c.derive_samples = 64  # random_ws, enas: candidates scored with the shared weights at each epoch's end
-    c.enas_hidden = 100  # enas: LSTM controller width (ENAS: 100)
-    c.enas_samples = 2  # enas: architectures rewarded per controller step
-    c.enas_temperature = 5.0  # enas: logits = tanh_constant·tanh(logits / temperature), as ENAS's code
-    c.enas_tanh_constant = 2.5  # enas: see enas_temperature
-    c.enas_entropy_weight = 1e-4  # enas: entropy bonus of the REINFORCE loss
-    c.enas_baseline_decay = 0.99  # enas: moving-average reward baseline
-    c.enas_reward_cost = 0.0  # enas: reward = val accuracy − this · parameters in millions
-    c.pnas_beam = 8  # pnas: cells kept (and evaluated) per stage (PNAS: 256)
-    c.pnas_evaluator = "inherited"  # pnas: "inherited" (shared weights) or "scratch" (short training)
-    c.pnas_scratch_steps = 20  # pnas, scratch evaluator: training steps per candidate
     # Resource-aware search (any space): α objective L_val + cost_weight·E_α[cost].
     c.cost_weight = 0.0
     c.cost_metric = "params"  # params | madds | path of a JSON latency table {op: cost}
     # --- estimator --- the α gradient of the gradient strategies
-    c.estimator = "first_order"  # first_order | darts_fd | unrolled | implicit
-    c.fd_eps_scale = 0.01  # darts_fd: ε = fd_eps_scale / ‖∇w' L_val‖
-    c.unroll_steps = 1  # unrolled: inner optimizer steps differentiated through
-    c.implicit_method = "cg"  # implicit: "cg" or "neumann"
-    c.implicit_iterations = 5  # implicit: iterations of the inverse-Hessian solve
-    c.implicit_step_size = 0.01  # neumann step size
-    c.implicit_tol = 1e-10  # cg tolerance
+    # {name, ...its options}: first_order | darts_fd | unrolled | implicit (jaxnas/search/hypergrad.py);
+    # `--config.estimator.name=darts_fd --config.estimator.eps_scale=0.001`
+    c.estimator = estimator_block("first_order")
     # --- optimisation --- weights: SGD with momentum, cosine lr; α: Adam with L2 weight decay, as DARTS
     c.epochs = 12  # passes over search-train
     c.batch_size = 32  # global, over all devices and hosts
@@ -117,34 +112,46 @@ def _choice(config, key: str, valid) -> None:
         raise ConfigError(f"unknown {key} {config[key]!r}; valid choices: {', '.join(map(str, valid))}")
 
 
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` with each block complete: the options its choice has and it leaves out,
+    at their defaults. ConfigError for an unknown choice or an option the choice does not have."""
+    out = config.copy_and_resolve_references()
+    with out.unlocked():
+        for key, choices in BLOCKS.items():
+            if key in out:
+                out[key] = config_blocks.complete(out[key], choices, key)
+    return out
+
+
 def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_count: int = 1) -> None:
     """Raise ConfigError naming the first problem; cheap (reads no data, compiles nothing)."""
-    missing = sorted(set(get_config().keys()) - set(config.keys()))
-    extra = sorted(set(config.keys()) - set(get_config().keys()))
+    defaults = get_config()
+    missing = sorted(set(defaults.keys()) - set(config.keys()))
+    extra = sorted(set(config.keys()) - set(defaults.keys()))
     if extra:
-        raise ConfigError(f"unknown config key(s) {', '.join(extra)}; valid keys: {', '.join(sorted(get_config()))}")
+        raise ConfigError(f"unknown config key(s) {', '.join(extra)}; valid keys: {', '.join(sorted(defaults))}")
     if missing:
         raise ConfigError(f"config is missing key(s) {', '.join(missing)}; start from "
                           "jaxnas.search.config.get_config()")
+    config = resolve(config)
     _choice(config, "space", tuple(SPACES))
-    _choice(config, "strategy", tuple(STRATEGIES))
-    problem = get_strategy(config.strategy).check(config)
+    strategy = get_strategy(config.strategy.name)
+    problem = strategy.check(config) or hypergrad.check_options(config.estimator.name, config.estimator)
     if problem:
         raise ConfigError(problem)
-    _choice(config, "estimator", ESTIMATORS)
-    for key, default in get_strategy(config.strategy).ignored_keys:
-        if config[key] != default:
+    for key in strategy.ignored_keys:
+        value, default = (v.to_dict() if hasattr(v, "to_dict") else v for v in (config[key], defaults[key]))
+        if value != default:
             raise ConfigError(f"{key} applies to the gradient strategies (darts, gdas, pcdarts); strategy "
-                              f"{config.strategy!r} has its own step (leave {key} at {default!r})")
+                              f"{strategy.name!r} has its own step (leave {key} at {default!r})")
     _choice(config, "impl", IMPLEMENTATIONS)
     _choice(config, "compute_dtype", tuple(COMPUTE_DTYPES))
-    if config.compute_dtype != "float32" and config.estimator == "darts_fd":
+    if config.compute_dtype != "float32" and config.estimator.name == "darts_fd":
         raise ConfigError(f"estimator darts_fd needs compute_dtype float32: its finite difference (ε = "
-                          f"{config.fd_eps_scale}/‖∇‖) is below {config.compute_dtype}'s resolution; use first_order, "
-                          "unrolled or implicit")
-    _choice(config, "implicit_method", IMPLICIT_METHODS)
-    for key in ("epochs", "batch_size", "channels", "layers", "eval_batch_size", "unroll_steps", "keep_checkpoints",
-                "max_nonfinite_steps", "log_every_steps", "derive_samples"):
+                          f"{config.estimator.eps_scale}/‖∇‖) is below {config.compute_dtype}'s resolution; use "
+                          "first_order, unrolled or implicit")
+    for key in ("epochs", "batch_size", "channels", "layers", "eval_batch_size", "keep_checkpoints",
+                "max_nonfinite_steps", "log_every_steps"):
         if int(config[key]) < 1:
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
     if not 0 <= config.alpha_warmup_epochs < config.epochs:
@@ -158,31 +165,51 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
         if config.cost_metric not in COST_METRICS and not str(config.cost_metric).endswith(".json"):
             raise ConfigError(f"unknown cost_metric {config.cost_metric!r}; valid: params, madds, or a .json "
                               "latency table {op: cost}")
-    for key in ("batch_size", "eval_batch_size"):
-        if config[key] % device_count:
-            fits = -(-config[key] // device_count) * device_count
-            raise ConfigError(f"{key} {config[key]} does not split over {device_count} devices; use a multiple "
-                              f"of {device_count}, e.g. --config.{key}={fits}")
-        if config[key] % process_count:
-            raise ConfigError(f"{key} {config[key]} does not split over {process_count} processes")
+    check_batch_split(config, ("batch_size", "eval_batch_size"), device_count, process_count)
 
 
 def estimator_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The hyperparameters of the configured estimator, as `hypergrad.get_estimator` takes them."""
-    if config.estimator == "darts_fd":
-        return {"eps_scale": config.fd_eps_scale}
-    if config.estimator == "unrolled":
-        return {"steps": config.unroll_steps}
-    if config.estimator == "implicit":
-        return {"method": config.implicit_method, "iterations": config.implicit_iterations,
-                "step_size": config.implicit_step_size, "tol": config.implicit_tol}
-    return {}
+    return {k: v for k, v in config.estimator.items() if k != "name"}
 
 
 def train_batches_per_step(config: ml_collections.ConfigDict) -> int:
-    return config.unroll_steps if config.estimator == "unrolled" else 1
+    return hypergrad.train_batches_needed(config.estimator.name, estimator_options(config))
+
+
+# The flat keys of configs saved before the blocks (jaxnas <= 2026-12-01): key -> (choices, option).
+_FLAT_STRATEGY_KEYS = {
+    "gdas_tau_max": (("gdas",), "tau_max"), "gdas_tau_min": (("gdas",), "tau_min"),
+    "pc_partial_channels": (("pcdarts",), "partial_channels"),
+    "pc_edge_normalization": (("pcdarts",), "edge_normalization"),
+    "derive_samples": (("random_ws", "enas"), "derive_samples"),
+    **{f"enas_{k}": (("enas",), k) for k in ("hidden", "samples", "temperature", "tanh_constant", "entropy_weight",
+                                             "baseline_decay", "reward_cost")},
+    **{f"pnas_{k}": (("pnas",), k) for k in ("beam", "evaluator", "scratch_steps")},
+}
+_FLAT_ESTIMATOR_KEYS = {
+    "fd_eps_scale": (("darts_fd",), "eps_scale"), "unroll_steps": (("unrolled",), "steps"),
+    **{f"implicit_{k}": (("implicit",), k) for k in ("method", "iterations", "step_size", "tol")},
+}
+
+
+def upgrade_flat_keys(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved search config (config.json) in today's form: one written before the blocks had
+    `strategy` and `estimator` as names and each option as a flat prefixed key (`gdas_tau_max`,
+    `fd_eps_scale`, ...); those become the blocks, and the options of other choices are dropped
+    (that run never read them). The one place that knows the old keys."""
+    out = dict(saved)
+    for key, flat in (("strategy", _FLAT_STRATEGY_KEYS), ("estimator", _FLAT_ESTIMATOR_KEYS)):
+        if not isinstance(out.get(key), str):
+            continue
+        name = out[key]
+        options = {option: out[k] for k, (names, option) in flat.items() if name in names and k in out}
+        for k in flat:
+            out.pop(k, None)
+        out[key] = {"name": name, **options}
+    return out
 
 
 def space_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The options of `get_space(config.space, ...)`, the strategy's included."""
-    return {**SPACES[config.space].config_options(config), **get_strategy(config.strategy).space_options(config)}
+    return {**SPACES[config.space].config_options(config), **get_strategy(config.strategy.name).space_options(config)}

@@ -146,6 +146,53 @@ def implicit(loss_fn: LossFn, w, alphas, inner_opt: optax.GradientTransformation
 
 _TABLE = {"first_order": first_order, "darts_fd": darts_fd, "unrolled": unrolled, "implicit": implicit}
 ESTIMATORS = tuple(_TABLE)
+IMPLICIT_METHODS = ("cg", "neumann")
+# Each estimator's options as a config block `{name, ...}` holds them, with the search's defaults.
+ESTIMATOR_OPTIONS: dict[str, dict[str, Any]] = {
+    "first_order": {},
+    "darts_fd": {"eps_scale": 0.01},  # ε = eps_scale / ‖∇w' L_val‖ (the paper's 0.01)
+    "unrolled": {"steps": 1},  # inner optimizer steps differentiated through
+    "implicit": {"method": "cg", "iterations": 5, "step_size": 0.01, "tol": 1e-10},  # solver; neumann step; cg tol
+}
+
+
+def check_options(name: str, options: dict[str, Any]) -> str | None:
+    """The first problem with an estimator block's options, as one line, or None."""
+    if name == "darts_fd" and not options["eps_scale"] > 0:
+        return f"estimator.eps_scale must be > 0, got {options['eps_scale']!r}"
+    if name == "unrolled" and (int(options["steps"]) != options["steps"] or options["steps"] < 1):
+        return f"estimator.steps must be a positive integer, got {options['steps']!r}"
+    if name == "implicit":
+        if options["method"] not in IMPLICIT_METHODS:
+            return f"unknown estimator.method {options['method']!r}; valid choices: {', '.join(IMPLICIT_METHODS)}"
+        if int(options["iterations"]) != options["iterations"] or options["iterations"] < 1:
+            return f"estimator.iterations must be a positive integer, got {options['iterations']!r}"
+    return None
+
+
+def label(name: str, options: dict[str, Any]) -> str:
+    """A short name of an estimator with its options, for tables: darts_fd (the paper's ε),
+    darts_fd_eps0.1, unrolled_k2, implicit_cg_k10."""
+    if name == "darts_fd":
+        scale = options.get("eps_scale", ESTIMATOR_OPTIONS["darts_fd"]["eps_scale"])
+        return "darts_fd" if scale == ESTIMATOR_OPTIONS["darts_fd"]["eps_scale"] else f"darts_fd_eps{scale:g}"
+    if name == "unrolled":
+        return f"unrolled_k{int(options.get('steps', 1))}"
+    if name == "implicit":
+        full = {**ESTIMATOR_OPTIONS["implicit"], **options}
+        return f"implicit_{full['method']}_k{int(full['iterations'])}"
+    return name
+
+
+def weight_steps(name: str, options: dict[str, Any]) -> int:
+    """How many virtual weight steps an estimator takes before it evaluates L_val, so its
+    first-order part is ∇_α L_val at those weights (0: at w; darts_fd and unrolled k=1: at w')."""
+    return {"darts_fd": 1, "unrolled": int(options.get("steps", 1))}.get(name, 0)
+
+
+def train_batches_needed(name: str, options: dict[str, Any]) -> int:
+    """How many train batches one estimate reads (`unrolled`: one per inner step)."""
+    return int(options.get("steps", 1)) if name == "unrolled" else 1
 
 
 def get_estimator(name: str, **hp: Any) -> Callable[..., Estimate]:

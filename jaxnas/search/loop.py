@@ -45,8 +45,9 @@ from jaxnas.runs import (
 )
 from jaxnas.search import config as config_lib
 from jaxnas.search import cost as cost_lib
-from jaxnas.search.state import cosine_lr
-from jaxnas.search.step import init_state, make_search_step
+from jaxnas.search import hypergrad
+from jaxnas.search.state import cosine_lr, search_optimizers
+from jaxnas.search.step import StepOptions, init_state, make_search_step
 from jaxnas.search.strategies import get_strategy, make_sampled_step
 from jaxnas.search.strategies.base import DeriveContext
 from jaxnas.spaces.base import get_space
@@ -126,7 +127,7 @@ def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, ima
     net = space.supernet(num_classes, axis_name=axis_name)
     if config.compute_dtype != "float32":
         net = ComputeDtype(net, COMPUTE_DTYPES[config.compute_dtype])
-    strategy = get_strategy(config.strategy)
+    strategy = get_strategy(config.strategy.name)
     costs = penalty = None
     if config.cost_weight > 0:
         costs = cost_lib.space_costs(space, image_shape, config.cost_metric)
@@ -136,12 +137,12 @@ def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, ima
     if own_step is not None:
         step_fn, w_opt, a_opt = own_step
     else:
-        step_fn, w_opt, a_opt = make_search_step(
-            net, config.estimator, schedule, config_lib.estimator_options(config), momentum=config.momentum,
-            weight_decay=config.weight_decay, clip_norm=config.clip_norm, alpha_lr=config.alpha_lr,
-            alpha_betas=(config.alpha_b1, config.alpha_b2), alpha_weight_decay=config.alpha_weight_decay,
+        optimizers = search_optimizers(config, schedule)
+        estimate = hypergrad.get_estimator(config.estimator.name, **config_lib.estimator_options(config))
+        step_fn = make_search_step(net, estimate, optimizers, StepOptions(
             axis_name=axis_name, alpha_penalty=penalty, forward_options=forward,
-            alpha_warmup_steps=config.alpha_warmup_epochs * steps_per_epoch)
+            alpha_warmup_steps=config.alpha_warmup_epochs * steps_per_epoch))
+        w_opt, a_opt = optimizers.weight, optimizers.alpha
 
     def init_fn():
         alpha_rng, weight_rng = jax.random.split(jax.random.key(config.seed))
@@ -165,6 +166,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     # Everything cheap is checked before data is read or anything compiles.
     log_preflight(config.compute_dtype)
     config_lib.validate(config, devices, pcount)
+    config = config_lib.resolve(config)  # the blocks complete: what config.json records
     try:
         space = get_space(config.space, **config_lib.space_options(config))
         if config.cost_weight > 0 and config.cost_metric not in cost_lib.METRICS:
@@ -173,11 +175,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         raise ConfigError(str(e)) from None
     check_dataset(config.dataset, config.data_dir)
     workdir = os.path.abspath(os.path.expanduser(workdir))
-    check_workdir(workdir, config, RUNTIME_KEYS, defaults=config_lib.get_config())
+    check_workdir(workdir, config, RUNTIME_KEYS, defaults=config_lib.get_config(),
+                  upgrade=config_lib.upgrade_flat_keys)
     enable_compilation_cache(config.compilation_cache)
     with StopSignal() as stop:
         data = search_data(config, pid, pcount)  # before the workdir exists: a failed start leaves nothing
-        with open_workdir(workdir, config, RUNTIME_KEYS, config_lib.get_config(), pid, writer=pid == 0):
+        with open_workdir(workdir, config, RUNTIME_KEYS, config_lib.get_config(), pid, writer=pid == 0,
+                          upgrade=config_lib.upgrade_flat_keys):
             return _search(config, workdir, space, data, stop)
 
 
@@ -190,11 +194,12 @@ def _search(config: ml_collections.ConfigDict, workdir: str, space, data: Search
         for sub in ("genotypes", "alphas"):
             os.makedirs(os.path.join(workdir, sub), exist_ok=True)
     logging.info("search %s/%s/%s on %s: %d device(s) (%s), %d process(es); workdir %s", config.space,
-                 config.strategy, config.estimator, config.dataset, devices, jax.devices()[0].platform, pcount, workdir)
+                 config.strategy.name, config.estimator.name, config.dataset, devices, jax.devices()[0].platform,
+                 pcount, workdir)
 
     spe, k = data.steps_per_epoch, config_lib.train_batches_per_step(config)
     setup = search_setup(config, space, data.num_classes, data.image_shape, data.steps_per_epoch)
-    strategy = get_strategy(config.strategy)
+    strategy = get_strategy(config.strategy.name)
     mesh = data_mesh()
     train_step = data_parallel(setup.step, mesh)
     run = SearchRun(config, space, strategy, workdir, _evaluator(setup.net, strategy, mesh),
@@ -254,7 +259,7 @@ def _derive_context(config, setup: SearchSetup, mesh, data: SearchData):
     (PNAS's scratch evaluator): built for every strategy that `needs_derive_context`."""
     pid, pcount = jax.process_index(), jax.process_count()
     net, train_data = setup.net, data.train
-    train_mode = get_strategy(config.strategy).eval_train_mode
+    train_mode = get_strategy(config.strategy.name).eval_train_mode
     x, y, mask = next(iter(eval_batches(data.val_set, config.eval_batch_size, data.mean, data.std, pid, pcount)))
     batch = host_batch((x, y, mask), mesh)
 
@@ -288,8 +293,8 @@ def _derive_context(config, setup: SearchSetup, mesh, data: SearchData):
         nonlocal fresh_step, initial
         if fresh_step is None:
             initial = setup.init()
-            constant = lambda count: config.lr  # noqa: E731
-            step_fn = make_sampled_step(net, constant, config, lambda alphas, key: alphas, None, DATA_AXIS)[0]
+            optimizers = search_optimizers(config, lambda count: config.lr)
+            step_fn = make_sampled_step(net, optimizers, lambda alphas, key: alphas, None, DATA_AXIS)
             fresh_step = data_parallel(step_fn, mesh)
         state = replicate(initial.replace(alphas=path, alpha_opt_state=setup.alpha_opt.init(path)), mesh)
         for s in range(steps):  # the first batches of search-train, the same for every candidate

@@ -3,6 +3,7 @@ checkpoints as a unit), and the optimizers that DARTS uses, built from optax tra
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -59,3 +60,24 @@ def alpha_optimizer(lr: float = 3e-4, b1: float = 0.5, b2: float = 0.999, weight
 def inner_state(weight_opt_state: Any) -> Any:
     """The inner optimizer's part of a `weight_optimizer` state."""
     return weight_opt_state[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchOptimizers:
+    """The optimizers of a bilevel search: `weight` steps the weights (clipping included), `inner` is
+    the part of it the second-order estimators step through, `alpha` steps α; `schedule` is the
+    weight learning rate per step (the estimators' `xi`)."""
+
+    schedule: Callable
+    inner: optax.GradientTransformation
+    weight: optax.GradientTransformation
+    alpha: optax.GradientTransformation
+
+
+def search_optimizers(config: Any, schedule: Callable) -> SearchOptimizers:
+    """DARTS's optimizers with a search config's settings (SGD with momentum and clipping for the
+    weights, Adam for α)."""
+    return SearchOptimizers(
+        schedule=schedule, inner=inner_optimizer(schedule, config.momentum, config.weight_decay),
+        weight=weight_optimizer(schedule, config.momentum, config.weight_decay, config.clip_norm),
+        alpha=alpha_optimizer(config.alpha_lr, config.alpha_b1, config.alpha_b2, config.alpha_weight_decay))

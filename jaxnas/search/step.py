@@ -8,6 +8,7 @@ one device computes on the global batch.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ import optax
 
 from jaxnas.parallel import cross_device_mean
 from jaxnas.search import hypergrad
-from jaxnas.search.state import SearchState, alpha_optimizer, inner_optimizer, weight_optimizer
+from jaxnas.search.state import SearchOptimizers, SearchState
 
 
 def all_finite(*trees) -> jax.Array:
@@ -59,35 +60,37 @@ def init_state(net: nn.Module, alphas: Any, sample_x: jax.Array, rng: jax.Array,
     )
 
 
-def make_search_step(
-    net: nn.Module,
-    estimator: str,
-    schedule: Callable,
-    estimator_options: dict | None = None,
-    momentum: float = 0.9,
-    weight_decay: float = 3e-4,
-    clip_norm: float = 5.0,
-    alpha_lr: float = 3e-4,
-    alpha_betas: tuple[float, float] = (0.5, 0.999),
-    alpha_weight_decay: float = 1e-3,
-    axis_name: str | None = None,
-    alpha_penalty: Callable | None = None,
-    forward_options: Callable | None = None,
-    alpha_warmup_steps: int = 0,
-):
-    """Return (step, weight_opt, alpha_opt); step(state, train_batches, val_batch) -> (state, metrics).
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+    """What a search step adds to the estimator and the optimizers.
+
+    `alpha_penalty(α)`, a term of the α objective that does not depend on the weights (e.g.
+    λ·E_α[cost]), adds its exact gradient to the estimator's. `forward_options(state) -> (α-step
+    kwargs, weight-step kwargs)` gives the supernet's per-step inputs (a strategy's rngs and
+    temperature). For the first `alpha_warmup_steps` steps α and its optimizer state stay as they
+    are (the hypergradient is still computed and logged). With `axis_name`, gradients are averaged
+    across the devices of that axis.
+    """
+
+    axis_name: str | None = None
+    alpha_penalty: Callable | None = None
+    forward_options: Callable | None = None
+    alpha_warmup_steps: int = 0
+
+
+def make_search_step(net: nn.Module, estimate: Callable[..., hypergrad.Estimate], optimizers: SearchOptimizers,
+                     options: StepOptions = StepOptions()) -> Callable:
+    """step(state, train_batches, val_batch) -> (state, metrics): an α step on `estimate`'s
+    hypergradient (e.g. `hypergrad.get_estimator("unrolled", steps=1)`; it steps through
+    `optimizers.inner` and gets `xi` = the current weight learning rate), then a weight step.
 
     `train_batches` is a tuple of (x, y) batches: the first trains the weights; `unrolled(k)`
-    unrolls through the first k. `alpha_penalty(α)`, a term of the α objective that does not depend
-    on the weights (e.g. λ·E_α[cost]), adds its exact gradient to the estimator's.
-    `forward_options(state) -> (α-step kwargs, weight-step kwargs)` gives the supernet's per-step
-    inputs (a strategy's rngs and temperature). For the first `alpha_warmup_steps` steps α and its
-    optimizer state stay as they are (the hypergradient is still computed and logged).
+    unrolls through the first k.
     """
-    estimate = hypergrad.get_estimator(estimator, **(estimator_options or {}))
-    inner = inner_optimizer(schedule, momentum, weight_decay)
-    weight_opt = weight_optimizer(schedule, momentum, weight_decay, clip_norm)
-    alpha_opt = alpha_optimizer(alpha_lr, *alpha_betas, alpha_weight_decay)
+    schedule, inner, weight_opt, alpha_opt = (optimizers.schedule, optimizers.inner, optimizers.weight,
+                                              optimizers.alpha)
+    axis_name, alpha_penalty = options.axis_name, options.alpha_penalty
+    forward_options, alpha_warmup_steps = options.forward_options, options.alpha_warmup_steps
 
     def mean(x):
         return cross_device_mean(x, axis_name)
@@ -134,4 +137,4 @@ def make_search_step(
         }
         return new, metrics
 
-    return step, weight_opt, alpha_opt
+    return step

@@ -17,19 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnas.nn.ops import DARTS_OPS
 from jaxnas.spaces.decisions import Decision
 from jaxnas.spaces.options import SpaceOptions, check_mixing
 
-PRIMITIVES: tuple[str, ...] = (
-    "none",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-)
+# The search space's 8 ops, in DARTS's order: every op the discrete networks know but sep_conv_7x7.
+PRIMITIVES: tuple[str, ...] = tuple(op for op in DARTS_OPS if op != "sep_conv_7x7")
 STEPS = 4  # intermediate nodes per cell
 NUM_EDGES = sum(2 + i for i in range(STEPS))  # 14
 # Ops a genotype may name: the search primitives plus ones used by hand-designed cells.

@@ -1,21 +1,25 @@
 """The study configuration: the search whose trajectory is studied (`search`, a full search config),
 the estimators compared at each of its checkpoints, and the reference they are compared with.
 
-Estimator names: `first_order`; `darts_fd` (the paper's ε scale 0.01) and `darts_fd_eps<x>` for
-the other values of `fd_eps`; `unrolled_k<k>`; `implicit_<method>_k<k>` (method `neumann` or `cg`).
+Estimators are config blocks, as the search's `estimator` is: `{"name": "darts_fd", "eps_scale": 0.1}`
+(options left out take the search's defaults). Tables name each by its label (`hypergrad.label`):
+first_order, darts_fd (the paper's ε scale 0.01), darts_fd_eps0.1, unrolled_k2, implicit_cg_k20.
 """
 
 from __future__ import annotations
 
-import re
+import dataclasses
+from typing import Any
 
 import ml_collections
 
+from jaxnas import config_blocks
 from jaxnas.errors import ConfigError
 from jaxnas.search import config as search_config
+from jaxnas.search import hypergrad
 from jaxnas.search.strategies import get_strategy
 
-PAPER_EPS = 0.01
+BLOCKS = {"reference": hypergrad.ESTIMATOR_OPTIONS}  # a config block ({name, ...options}) of the study's own
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -28,20 +32,19 @@ def get_config() -> ml_collections.ConfigDict:
     s.layers = 3
     s.epochs = 3
     s.batch_size = 32
-    s.estimator = "first_order"  # what drives the trajectory; the study compares all estimators on it
+    s.estimator = search_config.estimator_block("first_order")  # drives the trajectory; all are compared on it
     s.checkpoint_every_steps = 11  # every checkpoint is a study point
     s.keep_checkpoints = 1000
     s.plots = False
     c.search = s  # the search config (any key of `python -m jaxnas.search --help`, as --config.search.<key>)
     c.search_workdir = ""  # study this search's checkpoints instead of running `search` in <workdir>/search
     # --- estimators --- compared at every checkpoint of the trajectory
-    c.fd_eps = "0.01,0.001,0.1,1.0"  # darts_fd: the ε scales compared (0.01: the paper's)
-    c.unroll_ks = "1,2,4"  # unrolled: the inner step counts compared
-    c.implicit_methods = "neumann,cg"  # implicit: the inverse-Hessian solvers compared
-    c.implicit_ks = "5,20"  # implicit: the solver iteration counts compared
-    c.neumann_step_size = 0.01  # implicit neumann: step size
-    c.cg_tol = 1e-12  # implicit cg: tolerance
-    c.reference = "unrolled_k1"  # the quantity DARTS approximates; e.g. implicit_cg_k100 for the implicit one
+    # [{name, ...options}] as the search's `estimator` block (darts_fd at ε scales 0.01 (the paper's),
+    # 0.001, 0.1 and 1; unrolled through 1, 2, 4 steps; Neumann and CG inverse-Hessian solves)
+    c.estimators = estimator_grid(fd_eps=(0.01, 0.001, 0.1, 1.0), unroll_steps=(1, 2, 4),
+                                  implicit_iterations=(5, 20))
+    # the quantity DARTS approximates; e.g. {"name": "implicit", "method": "cg", "iterations": 100}
+    c.reference = {"name": "unrolled", "steps": 1}
     c.mixed_eps = "0.1,0.01,0.001,0.0001"  # the second-order term alone: DARTS's difference at these ε scales
     # --- points --- where along the trajectory, at which batch sizes, how precisely
     c.points = ""  # "" = every checkpoint before the end; or fractions of the search, e.g. "0,0.01,0.5,1"
@@ -53,38 +56,69 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
+def estimator_grid(fd_eps=(0.01,), unroll_steps=(1,), implicit_methods=("neumann", "cg"),
+                   implicit_iterations=(10,), neumann_step_size: float = 0.01,
+                   cg_tol: float = 1e-12) -> list[dict[str, Any]]:
+    """The usual study list: first_order, darts_fd at each ε scale, unrolled at each step count,
+    each implicit solver at each iteration count."""
+    return [{"name": "first_order"},
+            *({"name": "darts_fd", "eps_scale": e} for e in fd_eps),
+            *({"name": "unrolled", "steps": k} for k in unroll_steps),
+            *({"name": "implicit", "method": m, "iterations": k, "step_size": neumann_step_size, "tol": cg_tol}
+              for m in implicit_methods for k in implicit_iterations)]
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorSpec:
+    """One compared estimator: its table label, its `hypergrad` name and options."""
+
+    label: str
+    name: str
+    options: tuple[tuple[str, Any], ...]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    @property
+    def weight_steps(self) -> int:
+        """Virtual weight steps before L_val is evaluated: its first-order part is ∇_α L_val there."""
+        return hypergrad.weight_steps(self.name, self.kwargs)
+
+    @property
+    def train_batches(self) -> int:
+        return hypergrad.train_batches_needed(self.name, self.kwargs)
+
+
+def _spec(block: Any, where: str) -> EstimatorSpec:
+    full = config_blocks.complete(block, hypergrad.ESTIMATOR_OPTIONS, where)
+    options = {k: v for k, v in full.items() if k != "name"}
+    problem = hypergrad.check_options(full.name, options)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
+    return EstimatorSpec(hypergrad.label(full.name, options), full.name, tuple(sorted(options.items())))
+
+
+def estimator_specs(config: ml_collections.ConfigDict) -> list[EstimatorSpec]:
+    """The compared estimators, in the config's order; ConfigError for a bad block or a repeated label."""
+    specs = [_spec(b, f"estimators[{i}]") for i, b in enumerate(config.estimators)]
+    labels = [s.label for s in specs]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if not specs or repeated:
+        raise ConfigError(f"estimators must list each estimator once; repeated: {', '.join(repeated)}" if specs
+                          else "estimators is empty; e.g. [{'name': 'first_order'}, {'name': 'darts_fd'}]")
+    return specs
+
+
+def reference_spec(config: ml_collections.ConfigDict) -> EstimatorSpec:
+    return _spec(config.reference, "reference")
+
+
 def _floats(text: str, key: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"{key} must be comma-separated numbers, got {text!r}") from None
-
-
-def estimator_names(config: ml_collections.ConfigDict) -> list[str]:
-    names = ["first_order"]
-    for eps in _floats(config.fd_eps, "fd_eps"):
-        names.append("darts_fd" if eps == PAPER_EPS else f"darts_fd_eps{eps:g}")
-    names += [f"unrolled_k{int(k)}" for k in _floats(config.unroll_ks, "unroll_ks")]
-    for method in [m.strip() for m in config.implicit_methods.split(",") if m.strip()]:
-        names += [f"implicit_{method}_k{int(k)}" for k in _floats(config.implicit_ks, "implicit_ks")]
-    return names
-
-
-def parse_estimator(name: str, config: ml_collections.ConfigDict) -> tuple[str, dict]:
-    """An estimator name -> (hypergrad estimator, its options); unknown names list the forms."""
-    if name == "first_order":
-        return "first_order", {}
-    if name == "darts_fd":
-        return "darts_fd", {"eps_scale": PAPER_EPS}
-    if m := re.fullmatch(r"darts_fd_eps([0-9.eE+-]+)", name):
-        return "darts_fd", {"eps_scale": float(m.group(1))}
-    if m := re.fullmatch(r"unrolled_k(\d+)", name):
-        return "unrolled", {"steps": int(m.group(1))}
-    if m := re.fullmatch(r"implicit_(neumann|cg)_k(\d+)", name):
-        return "implicit", {"method": m.group(1), "iterations": int(m.group(2)),
-                            "step_size": config.neumann_step_size, "tol": config.cg_tol}
-    raise ConfigError(f"unknown estimator name {name!r}; valid forms: first_order, darts_fd, darts_fd_eps<x>, "
-                      "unrolled_k<k>, implicit_neumann_k<k>, implicit_cg_k<k>")
 
 
 def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_count: int = 1) -> None:
@@ -93,12 +127,12 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
     if extra:
         raise ConfigError(f"unknown config key(s) {', '.join(extra)}; valid keys: {', '.join(sorted(valid))}")
     search_config.validate(config.search, device_count, process_count)
-    if not get_strategy(config.search.strategy).studiable:
-        raise ConfigError(f"search.strategy {config.search.strategy!r} cannot be studied: its loss is a random draw "
-                          "per pass (or it has no hypergradient), so estimators have no common target; use darts or "
-                          "pcdarts")
-    for name in estimator_names(config) + [config.reference]:
-        parse_estimator(name, config)
+    strategy = search_config.resolve(config.search).strategy.name
+    if not get_strategy(strategy).studiable:
+        raise ConfigError(f"search.strategy {strategy!r} cannot be studied: its loss is a random draw per pass (or it "
+                          "has no hypergradient), so estimators have no common target; use darts or pcdarts")
+    estimator_specs(config)
+    reference_spec(config)
     if any(not 0 <= p <= 1 for p in _floats(config.points, "points")):
         raise ConfigError(f"points must be fractions of the search in [0, 1], got {config.points!r}")
     if any(b < 1 or b != int(b) for b in _floats(config.batch_sizes, "batch_sizes")):
@@ -110,10 +144,3 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
 def floats(config: ml_collections.ConfigDict, key: str) -> list[float]:
     """A comma-separated key as numbers."""
     return _floats(config[key], key)
-
-
-def weights_steps(name: str, config: ml_collections.ConfigDict) -> int:
-    """How many virtual weight steps an estimator takes before it evaluates L_val: its first-order
-    part is ∇_α L_val at those weights (0: at w; darts_fd and unrolled_k1: at w')."""
-    kind, options = parse_estimator(name, config)
-    return {"darts_fd": 1, "unrolled": options.get("steps", 1)}.get(kind, 0)

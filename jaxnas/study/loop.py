@@ -27,7 +27,7 @@ from jaxnas import xla_workarounds
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.errors import ConfigError
-from jaxnas.preflight import log_preflight
+from jaxnas.preflight import log_preflight, map_count_advice
 from jaxnas.search import config as search_config
 from jaxnas.search import hypergrad
 from jaxnas.search import loop as search_loop
@@ -64,13 +64,14 @@ def _cast(tree, dtype):
 
 def _load_search_config(path: str) -> ml_collections.ConfigDict:
     with open(os.path.join(path, "config.json")) as f:
-        saved = json.load(f)
+        saved = search_config.upgrade_flat_keys(json.load(f))
     config = search_config.get_config()
     unknown = sorted(set(saved) - set(config.keys()))
     if unknown:
         raise ConfigError(f"search workdir {path} has config keys this version does not know: {unknown}")
-    config.update(saved)
-    return config
+    with config.unlocked():
+        config.update(saved)
+    return search_config.resolve(config)
 
 
 def _read_rows(path: str, batch_size: int) -> list[dict]:
@@ -115,8 +116,8 @@ class _Estimators:
         self.first_order_part = xla_workarounds.jit(first_order_part, compiler_options=self.compiler_options)
         self.mixed = xla_workarounds.jit(mixed, compiler_options=self.compiler_options)
 
-    def _fn(self, kind: str, options: dict):
-        estimate = hypergrad.get_estimator(kind, **options)
+    def _fn(self, name: str, options: dict):
+        estimate = hypergrad.get_estimator(name, **options)
         net, inner = self.net, self.inner
 
         def run(params, batch_stats, alphas, inner_state, train_batches, val_batch, xi, runtime):
@@ -126,16 +127,16 @@ class _Estimators:
 
         return xla_workarounds.jit(run, compiler_options=self.compiler_options)
 
-    def __call__(self, name: str, *args) -> tuple[Any, float, float]:
+    def __call__(self, spec: config_lib.EstimatorSpec, *args) -> tuple[Any, float, float]:
         """(dα, seconds of one call after compilation, compiled peak memory in MB)."""
-        kind, options = config_lib.parse_estimator(name, self.config)
+        options = spec.kwargs
         # darts_fd's ε scale is an argument, so one compile serves the whole ε sweep.
         runtime = {k: jnp.asarray(options.pop(k), jnp.float64 if self.config.float64 else jnp.float32)
                    for k in ("eps_scale",) if k in options}
         args = (*args, runtime)
-        key = (kind, tuple(sorted(options.items())), tuple(np.shape(x) for x in jax.tree.leaves(args)))
+        key = (spec.name, tuple(sorted(options.items())), tuple(np.shape(x) for x in jax.tree.leaves(args)))
         if key not in self.compiled:
-            self.compiled[key] = self._fn(kind, options).lower(*args).compile()
+            self.compiled[key] = self._fn(spec.name, options).lower(*args).compile()
         fn = self.compiled[key]
         jax.block_until_ready(fn(*args))  # warm
         t0 = time.perf_counter()
@@ -157,8 +158,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         search_dir = os.path.abspath(os.path.expanduser(config.search_workdir))
         s_config = _load_search_config(search_dir)
     else:
-        search_dir, s_config = os.path.join(workdir, "search"), config.search
-        s_config = s_config.copy_and_resolve_references()
+        search_dir, s_config = os.path.join(workdir, "search"), search_config.resolve(config.search)
         s_config.compilation_cache = config.compilation_cache
         logging.info("running the search trajectory into %s", search_dir)
         search_loop.run(s_config, search_dir)
@@ -175,10 +175,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     steps = ckpt.steps()
     if not steps:
         raise ConfigError(f"no checkpoints to study in {search_dir}; set search.checkpoint_every_steps")
-    names = config_lib.estimator_names(config)
+    specs, reference = config_lib.estimator_specs(config), config_lib.reference_spec(config)
+    names = [spec.label for spec in specs]
     estimators = _Estimators(config, space.supernet(data.num_classes), setup.schedule, s_config.momentum,
                              s_config.weight_decay)
-    k_max = max([config_lib.parse_estimator(n, config)[1].get("steps", 1) for n in names + [config.reference]])
+    k_max = max(spec.train_batches for spec in [*specs, reference])
+    # Per batch size: each estimator, its first-order part at each weight-step count, the mixed term.
+    executables = len({*specs, reference}) + len({s.weight_steps for s in [*specs, reference]}) + 1
+    if (advice := map_count_advice(jax.default_backend(), executables)) is not None:
+        logging.warning("%s", advice)
     total = data.steps_per_epoch * s_config.epochs
     batch_sizes = [int(b) for b in config_lib.floats(config, "batch_sizes")] or [s_config.batch_size]
     csv_path = os.path.join(workdir, "study.csv")
@@ -202,51 +207,61 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 train = tuple(_cast(train_data.batch(epoch, s + i), dtype) for i in range(k_max))
                 val = _cast(val_data.batch(epoch, s), dtype)
                 cosines = {}
-                for row in _evaluate_step(config, names, estimators, setup, space, state, train, val, dtype):
+                point = _Point(state, train, val, dtype)
+                for row in _evaluate_step(specs, reference, estimators, setup, space, point):
                     out.writerow({**row, "step": step, "batch_size": b})
                     rows.append({**row, "step": step, "batch_size": b})
                     if row["metric"] == "cosine" and not row["estimator"].startswith("mixed_"):
                         cosines[row["estimator"]] = row["value"]
                 f.flush()
                 logging.info("study step %d (%.0f %% of the search), batch %d, cosine to %s: %s", step,
-                             100 * step / total, b, config.reference,
+                             100 * step / total, b, reference.label,
                              ", ".join(f"{n} {c:.4f}" for n, c in cosines.items()))
     summary = summarize(rows, names, METRICS)
     mixed_names = ["mixed_exact"] + [f"mixed_fd_eps{r:g}" for r in estimators.eps_scales]
     summary.update(summarize(rows, mixed_names, MIXED_METRICS))
-    write_summary(summary, names, mixed_names, config.reference, os.path.join(workdir, "summary.md"))
-    plot_study(rows, names, config, os.path.join(workdir))
+    write_summary(summary, names, mixed_names, reference.label, os.path.join(workdir, "summary.md"))
+    plot_study(rows, specs, reference.label, estimators.eps_scales, workdir)
     return summary
 
 
-def _evaluate_step(config, names, estimators, setup, space, state, train, val, dtype) -> list[dict]:
-    """Rows {estimator, metric, value} of every estimator at one state, against the reference."""
+@dataclasses.dataclass(frozen=True)
+class _Point:
+    """One study point: the search state and the batches its step uses, and the study's precision."""
+
+    state: Any
+    train: tuple
+    val: Any
+    dtype: Any
+
+
+def _evaluate_step(specs, reference, estimators: _Estimators, setup, space, point: _Point) -> list[dict]:
+    """Rows {estimator, metric, value} of every estimator at one point, against the reference."""
+    state, train, val, dtype = point.state, point.train, point.val, point.dtype
     params, stats, alphas = _cast(state.params, dtype), _cast(state.batch_stats, dtype), _cast(state.alphas, dtype)
     inner_state = _cast(state.inner_opt_state, dtype)
     a_state = _cast(state.alpha_opt_state, dtype)
     xi = jnp.asarray(setup.schedule(state.step - state.nonfinite_steps), dtype)
 
-    def evaluate(name):
-        kind, options = config_lib.parse_estimator(name, config)
-        batches = train[:options["steps"]] if kind == "unrolled" else train[:1]
-        return estimators(name, params, stats, alphas, inner_state, batches, val, xi)
+    def evaluate(spec):
+        return estimators(spec, params, stats, alphas, inner_state, train[:spec.train_batches], val, xi)
 
-    def mixed_part(name, d_alpha):
+    def mixed_part(spec, d_alpha):
         """The estimate minus its first-order part: what it says the second-order term is."""
-        k = config_lib.weights_steps(name, config)
-        first = estimators.first_order_part(params, stats, alphas, inner_state, train[:k], val)
+        first = estimators.first_order_part(params, stats, alphas, inner_state, train[:spec.weight_steps], val)
         return jax.tree.map(jnp.subtract, d_alpha, first)
 
     def genotype_after(d_alpha):
         updates, _ = setup.alpha_opt.update(d_alpha, a_state, alphas)
         return space.derive(jax.device_get(optax.apply_updates(alphas, updates)))
 
-    ref, _, _ = evaluate(config.reference)
-    ref_genotype, ref_mixed = genotype_after(ref), mixed_part(config.reference, ref)
+    ref, _, _ = evaluate(reference)
+    ref_genotype, ref_mixed = genotype_after(ref), mixed_part(reference, ref)
     rows = []
-    for name in names:
-        d_alpha, seconds, peak = evaluate(name)
-        mixed = {f"mixed_{k}": v for k, v in compare(mixed_part(name, d_alpha), ref_mixed).items()}
+    for spec in specs:
+        name = spec.label
+        d_alpha, seconds, peak = evaluate(spec)
+        mixed = {f"mixed_{k}": v for k, v in compare(mixed_part(spec, d_alpha), ref_mixed).items()}
         arch = genotype_after(d_alpha)
         values = {**compare(d_alpha, ref), **mixed, "genotype_agrees": float(arch == ref_genotype),
                   "seconds": seconds, "peak_memory_mb": peak}
@@ -296,7 +311,7 @@ def write_summary(summary: dict, names: list[str], mixed_names: list[str], refer
         f.write("\n".join(lines) + "\n")
 
 
-def plot_study(rows: list[dict], names: list[str], config, workdir: str) -> None:
+def plot_study(rows: list[dict], specs: list, reference: str, mixed_eps: tuple[float, ...], workdir: str) -> None:
     """cosine over the search, cost against fidelity, and cosine against darts_fd's ε."""
     import matplotlib
 
@@ -312,10 +327,11 @@ def plot_study(rows: list[dict], names: list[str], config, workdir: str) -> None
         steps = sorted(by_step)
         return steps, [float(np.median(by_step[s])) for s in steps]
 
+    names = [spec.label for spec in specs]
     fig, ax = plt.subplots(figsize=(7, 4))
     for name in names:
         ax.plot(*series(name, "cosine"), marker="o", ms=3, label=name)
-    ax.set(xlabel="search step", ylabel=f"cosine to {config.reference}", title="hypergradient fidelity over the search")
+    ax.set(xlabel="search step", ylabel=f"cosine to {reference}", title="hypergradient fidelity over the search")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(os.path.join(workdir, "cosine_over_search.png"), dpi=110)
@@ -331,13 +347,13 @@ def plot_study(rows: list[dict], names: list[str], config, workdir: str) -> None
     fig.savefig(os.path.join(workdir, "cost_vs_fidelity.png"), dpi=110)
     plt.close(fig)
 
-    eps = [(config_lib.parse_estimator(n, config)[1]["eps_scale"], n) for n in names if n.startswith("darts_fd")]
+    eps = [(spec.kwargs["eps_scale"], spec.label) for spec in specs if spec.name == "darts_fd"]
     fig, ax = plt.subplots(figsize=(6, 4))
     if eps:
         eps.sort()
         ax.plot([e for e, _ in eps], [np.median(series(n, "cosine")[1]) for _, n in eps], marker="o",
                 label="whole hypergradient (darts_fd)")
-    scales = sorted(config_lib.floats(config, "mixed_eps"))
+    scales = sorted(mixed_eps)
     if scales:
         ax.plot(scales, [np.median(series(f"mixed_fd_eps{r:g}", "cosine")[1]) for r in scales], marker="s",
                 label="second-order term alone")

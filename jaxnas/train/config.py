@@ -7,6 +7,7 @@ import ml_collections
 
 from jaxnas.errors import ConfigError
 from jaxnas.nn.precision import COMPUTE_DTYPES
+from jaxnas.parallel import check_batch_split
 
 LR_SCHEDULES = ("cosine", "exponential")
 NETWORKS = ("cifar", "imagenet")
@@ -84,10 +85,4 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
     if not 0.0 <= config.drop_path < 1.0:
         raise ConfigError(f"drop_path must be in [0, 1), got {config.drop_path!r}")
-    for key in ("batch_size", "eval_batch_size"):
-        if config[key] % device_count:
-            fits = -(-config[key] // device_count) * device_count
-            raise ConfigError(f"{key} {config[key]} does not split over {device_count} devices; use a multiple "
-                              f"of {device_count}, e.g. --config.{key}={fits}")
-        if config[key] % process_count:
-            raise ConfigError(f"{key} {config[key]} does not split over {process_count} processes")
+    check_batch_split(config, ("batch_size", "eval_batch_size"), device_count, process_count)

@@ -4,7 +4,8 @@ Every strategy runs through the same loop, checkpoints and outputs. The gradient
 (darts, gdas, pcdarts) share the bilevel step and its estimators; they only add options to the
 search space (`space_options`) and per-step inputs of the supernet (`forward_options`). The
 sampling strategies (random_ws, enas, pnas; `strategies.sampled`) bring their own step and
-derivation. `--config.strategy=<name>` picks one.
+derivation. `--config.strategy.name=<name>` picks one; its options are the rest of the
+`strategy` block (`Strategy.options`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from jaxnas.search.strategies.random_ws import RANDOM_WS
 from jaxnas.search.strategies.sampled import make_sampled_step  # noqa: F401  (the run's scratch evaluator)
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (DARTS, DARTS_PT, GDAS, PCDARTS, RANDOM_WS, ENAS, PNAS)}
+# name -> {option: default}: what a config's `strategy` block may hold besides its name
+STRATEGY_OPTIONS = {name: dict(s.options) for name, s in STRATEGIES.items()}
 
 
 def get_strategy(name: str) -> Strategy:

@@ -38,9 +38,11 @@ class Strategy:
     spaces: tuple[str, ...] = ("darts", "nb201", "chain")  # the search spaces it works in
     step_metrics: tuple[str, ...] = ()  # per-step metrics it adds to the epoch records
     own_step: bool = False  # True: `make_step` brings its own step (the bilevel step's estimators do not apply)
-    # The config keys (with the value they must keep) this strategy does not read: a strategy with its
-    # own step ignores the bilevel step's estimator, cost penalty and α warm-up.
-    ignored_keys: tuple[tuple[str, Any], ...] = ()
+    # Its options in the config's `strategy` block ({name, **options}), with their defaults.
+    options: tuple[tuple[str, Any], ...] = ()
+    # The search config keys this strategy does not read, which must keep their defaults: a strategy
+    # with its own step ignores the bilevel step's estimator, cost penalty and α warm-up.
+    ignored_keys: tuple[str, ...] = ()
     # Whether the hypergradient study can compare estimators on it: not when its loss is a random
     # draw per pass (GDAS, the sampling strategies) or it has no hypergradient.
     studiable: bool = True
@@ -53,6 +55,10 @@ class Strategy:
         """The first problem with `config` for this strategy, as one line, or None."""
         if config.space not in self.spaces:
             return f"strategy {self.name!r} works in space(s) {', '.join(self.spaces)}, not {config.space!r}"
+        return self.check_options(config)
+
+    def check_options(self, config: ml_collections.ConfigDict) -> str | None:
+        """The first problem with the values of this strategy's options (`config.strategy`), or None."""
         return None
 
     def space_options(self, config: ml_collections.ConfigDict) -> dict[str, Any]:

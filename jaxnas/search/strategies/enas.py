@@ -2,11 +2,11 @@
 controller trained with REINFORCE on search-val.
 
 Each step: the controller draws one cell and the shared weights take an SGD step on it; then it
-draws `enas_samples` cells, each is rewarded with its accuracy on the step's search-val batch
-(shared weights, BN in training mode) minus `enas_reward_cost` per million parameters, the
+draws `strategy.samples` cells, each is rewarded with its accuracy on the step's search-val batch
+(shared weights, BN in training mode) minus `strategy.reward_cost` per million parameters, the
 baseline moves to b ← decay·b + (1 − decay)·mean(R), and Adam (the α optimizer's settings) steps on
 −(R − b)·log p − entropy_weight·H. α in the state is {'controller': its parameters, 'baseline': b}.
-The genotype is the best of `derive_samples` controller samples on a search-val batch.
+The genotype is the best of `strategy.derive_samples` controller samples on a search-val batch.
 """
 
 from __future__ import annotations
@@ -24,22 +24,22 @@ from jaxnas.search.strategies.sampled import SampledStrategy
 
 
 def controller_of(config, space) -> ctl.Controller:
-    return ctl.Controller(space.decisions(), hidden=config.enas_hidden, temperature=config.enas_temperature,
-                          tanh_constant=config.enas_tanh_constant)
+    return ctl.Controller(space.decisions(), hidden=config.strategy.hidden, temperature=config.strategy.temperature,
+                          tanh_constant=config.strategy.tanh_constant)
 
 
 @dataclasses.dataclass(frozen=True)
 class EnasStrategy(SampledStrategy):
-    def check(self, config):
-        problem = super().check(config)
-        if problem:
+    def check_options(self, config):
+        o = config.strategy
+        if (problem := super().check_options(config)) is not None:
             return problem
-        if config.enas_samples < 1 or config.enas_hidden < 1:
-            return f"enas_samples and enas_hidden must be positive, got {config.enas_samples}, {config.enas_hidden}"
-        if not 0 <= config.enas_baseline_decay < 1:
-            return f"enas_baseline_decay must be in [0, 1), got {config.enas_baseline_decay}"
-        if config.enas_reward_cost < 0:
-            return f"enas_reward_cost must be >= 0, got {config.enas_reward_cost}"
+        if o.samples < 1 or o.hidden < 1:
+            return f"strategy.samples and strategy.hidden must be positive, got {o.samples}, {o.hidden}"
+        if not 0 <= config.strategy.baseline_decay < 1:
+            return f"strategy.baseline_decay must be in [0, 1), got {config.strategy.baseline_decay}"
+        if config.strategy.reward_cost < 0:
+            return f"strategy.reward_cost must be >= 0, got {config.strategy.reward_cost}"
         return None
 
     def init_alphas(self, config, space, rng):
@@ -52,7 +52,7 @@ class EnasStrategy(SampledStrategy):
     def alpha_update(self, config, space, net, axis_name, image_shape, optimizer):
         controller = controller_of(config, space)
         costs = None
-        if config.enas_reward_cost:
+        if config.strategy.reward_cost:
             # Parameter tables of the supernet's cells, counted once when the step is built.
             costs = cost_lib.space_costs(space, image_shape, "params")
 
@@ -68,12 +68,12 @@ class EnasStrategy(SampledStrategy):
                 rewards = jax.lax.map(accuracy, values)
                 if costs is not None:
                     cost = jax.vmap(lambda v: cost_lib.path_cost(space.path(v), costs))(values)
-                    rewards = rewards - config.enas_reward_cost * cost / 1e6
+                    rewards = rewards - config.strategy.reward_cost * cost / 1e6
                 return rewards
 
             grads, baseline, metrics = ctl.reinforce_gradient(
-                controller, alphas["controller"], reward_fn, alphas["baseline"], key, config.enas_samples,
-                config.enas_entropy_weight, config.enas_baseline_decay)
+                controller, alphas["controller"], reward_fn, alphas["baseline"], key, config.strategy.samples,
+                config.strategy.entropy_weight, config.strategy.baseline_decay)
             # The α optimizer's state covers the whole α; the baseline is set, not learnt.
             grads = {"controller": grads, "baseline": jnp.zeros_like(baseline)}
             updates, opt_state = optimizer.update(grads, opt_state, alphas)
@@ -83,4 +83,13 @@ class EnasStrategy(SampledStrategy):
         return update
 
 
-ENAS = EnasStrategy("enas", step_metrics=("reward", "baseline", "controller_entropy"))
+ENAS = EnasStrategy("enas", step_metrics=("reward", "baseline", "controller_entropy"), options=(
+    ("derive_samples", 64),  # candidates the controller draws for the genotype
+    ("hidden", 100),  # LSTM controller width (ENAS: 100)
+    ("samples", 2),  # architectures rewarded per controller step
+    ("temperature", 5.0),  # logits = tanh_constant·tanh(logits / temperature), as ENAS's code
+    ("tanh_constant", 2.5),
+    ("entropy_weight", 1e-4),  # entropy bonus of the REINFORCE loss
+    ("baseline_decay", 0.99),  # moving-average reward baseline
+    ("reward_cost", 0.0),  # reward = val accuracy − this · parameters in millions
+))

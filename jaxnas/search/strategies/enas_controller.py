@@ -15,7 +15,6 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxnas.search.hypergrad import tree_norm
 from jaxnas.spaces.decisions import Decision, valid_mask, widths
@@ -90,12 +89,3 @@ def reinforce_gradient(controller: Controller, params, reward_fn: Callable[[jax.
     return grads, baseline, {"reward": jnp.mean(rewards), "baseline": baseline, "controller_entropy": entropy,
                              "hypergrad_norm": tree_norm(grads)}
 
-
-def reinforce_update(controller: Controller, optimizer: optax.GradientTransformation,
-                     reward_fn: Callable[[jax.Array], jax.Array], params, opt_state, baseline: jax.Array,
-                     key: jax.Array, samples: int, entropy_weight: float, baseline_decay: float):
-    """One controller step (`reinforce_gradient`, then an optimizer step): (params, opt_state, baseline, metrics)."""
-    grads, baseline, metrics = reinforce_gradient(controller, params, reward_fn, baseline, key, samples,
-                                                  entropy_weight, baseline_decay)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, baseline, metrics

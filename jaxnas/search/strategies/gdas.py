@@ -1,6 +1,6 @@
 """GDAS (Dong & Yang, 2019): one op per edge, drawn from the Gumbel-softmax of α each pass.
 
-The temperature falls linearly per epoch from `gdas_tau_max` to `gdas_tau_min` (10 → 0.1 in the
+The temperature falls linearly per epoch from `strategy.tau_max` to `strategy.tau_min` (10 → 0.1 in the
 paper). Each step draws two samples: one for the α step's passes (shared by every loss evaluation
 of the estimator, so finite differences and unrolled steps see one architecture) and one for the
 weight step. Keys are `fold_in(state.rng, step)`, so a resumed run draws what an uninterrupted one
@@ -29,19 +29,17 @@ def tau_schedule(tau_max: float, tau_min: float, epochs: int, steps_per_epoch: i
 
 @dataclasses.dataclass(frozen=True)
 class GdasStrategy(Strategy):
-    def check(self, config):
-        problem = super().check(config)
-        if problem:
-            return problem
-        if not 0 < config.gdas_tau_min <= config.gdas_tau_max:
-            return f"need 0 < gdas_tau_min <= gdas_tau_max, got {config.gdas_tau_min} and {config.gdas_tau_max}"
+    def check_options(self, config):
+        tau_max, tau_min = config.strategy.tau_max, config.strategy.tau_min
+        if not 0 < tau_min <= tau_max:
+            return f"need 0 < strategy.tau_min <= strategy.tau_max, got {tau_min} and {tau_max}"
         return None
 
     def space_options(self, config):
         return {"mixing": "gumbel"}
 
     def forward_options(self, config, steps_per_epoch):
-        tau = tau_schedule(config.gdas_tau_max, config.gdas_tau_min, config.epochs, steps_per_epoch)
+        tau = tau_schedule(config.strategy.tau_max, config.strategy.tau_min, config.epochs, steps_per_epoch)
 
         def options(state):
             alpha_key, weight_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
@@ -51,4 +49,5 @@ class GdasStrategy(Strategy):
         return options
 
 
-GDAS = GdasStrategy("gdas", spaces=("darts", "nb201"), studiable=False)  # its loss is a random draw per pass
+GDAS = GdasStrategy("gdas", spaces=("darts", "nb201"), studiable=False,
+                    options=(("tau_max", 10.0), ("tau_min", 0.1)))  # its loss is a random draw per pass

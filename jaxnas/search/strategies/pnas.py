@@ -2,8 +2,8 @@
 
 The supernet's weights train as in random search with weight sharing (one uniformly drawn cell
 per step). At each epoch's end `jaxnas.search.strategies.pnas_surrogate.progressive_search` grows a cell one block at
-a time (beam `pnas_beam`), evaluating candidates either with the shared weights (`pnas_evaluator
-= 'inherited'`, the fast default) or after `pnas_scratch_steps` steps of training from freshly
+a time (beam `strategy.beam`), evaluating candidates either with the shared weights (`strategy.evaluator
+= 'inherited'`, the fast default) or after `strategy.scratch_steps` steps of training from freshly
 initialised weights (`'scratch'`). As in PNAS the normal and the reduction cell are the same cell.
 The surrogate's rank correlation with the true scores is logged per stage.
 """
@@ -26,32 +26,33 @@ def _stack(paths: list[dict]) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class PnasStrategy(SampledStrategy):
-    def check(self, config):
-        problem = super().check(config)
-        if problem:
-            return problem
-        if config.pnas_evaluator not in EVALUATORS:
-            return f"unknown pnas_evaluator {config.pnas_evaluator!r}; valid: {', '.join(EVALUATORS)}"
-        if config.pnas_beam < 1 or config.pnas_scratch_steps < 1:
-            return f"pnas_beam and pnas_scratch_steps must be positive, got {config.pnas_beam}, " \
-                   f"{config.pnas_scratch_steps}"
+    def check_options(self, config):
+        if config.strategy.evaluator not in EVALUATORS:
+            return f"unknown strategy.evaluator {config.strategy.evaluator!r}; valid: {', '.join(EVALUATORS)}"
+        if config.strategy.beam < 1 or config.strategy.scratch_steps < 1:
+            return f"strategy.beam and strategy.scratch_steps must be positive, got {config.strategy.beam}, " \
+                   f"{config.strategy.scratch_steps}"
         return None
 
     def derive(self, config, space, state, context: DeriveContext, epoch: int):
         def evaluate(cells):
             paths = [pnas.cell_path(c) for c in cells]
-            if config.pnas_evaluator == "inherited":
+            if config.strategy.evaluator == "inherited":
                 return context.score(state, _stack(paths))
-            return np.concatenate([context.score(context.train_fresh(p, config.pnas_scratch_steps), _stack([p]))
+            return np.concatenate([context.score(context.train_fresh(p, config.strategy.scratch_steps), _stack([p]))
                                    for p in paths])
 
         evaluations = []
         cell, score, stages = pnas.progressive_search(lambda cells: evaluations.append(len(cells)) or evaluate(cells),
-                                                      derive_key(config, epoch), beam=config.pnas_beam)
+                                                      derive_key(config, epoch), beam=config.strategy.beam)
         info = {"candidates": sum(evaluations), "candidate_acc_best": score,
                 "pnas_spearman": [s.spearman for s in stages[1:]]}
         return space.arch_from_decisions(pnas.cell_decisions(cell)), info
 
 
-PNAS = PnasStrategy("pnas", spaces=("darts",))
+PNAS = PnasStrategy("pnas", spaces=("darts",), options=(
+    ("beam", 8),  # cells kept (and evaluated) per stage (PNAS: 256)
+    ("evaluator", "inherited"),  # "inherited" (shared weights) or "scratch" (short training)
+    ("scratch_steps", 20),  # scratch evaluator: training steps per candidate
+))
 

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from jaxnas.parallel import cross_device_mean
-from jaxnas.search.state import SearchState, alpha_optimizer, weight_optimizer
+from jaxnas.search.state import SearchOptimizers, SearchState, search_optimizers
 from jaxnas.search.step import all_finite, supernet_loss
 from jaxnas.search.strategies.base import DeriveContext, Score, Strategy
 from jaxnas.spaces.decisions import sample_uniform
@@ -56,10 +56,16 @@ class SampledStrategy(Strategy):
     """A strategy whose supernet runs one drawn architecture per step; by default drawn uniformly."""
 
     own_step: bool = True
-    ignored_keys: tuple = (("estimator", "first_order"), ("cost_weight", 0.0), ("alpha_warmup_epochs", 0))
+    options: tuple = (("derive_samples", 64),)  # candidates scored with the shared weights at each epoch's end
+    ignored_keys: tuple = ("estimator", "cost_weight", "alpha_warmup_epochs")
     studiable: bool = False
     eval_train_mode: bool = True
     needs_derive_context: bool = True
+
+    def check_options(self, config):
+        if config.strategy.get("derive_samples", 1) < 1:
+            return f"strategy.derive_samples must be a positive integer, got {config.strategy.derive_samples!r}"
+        return None
 
     def space_options(self, config):
         return {"mixing": "path"}
@@ -90,8 +96,8 @@ class SampledStrategy(Strategy):
         return log_frequencies(space, values)
 
     def derive(self, config, space, state, context: DeriveContext, epoch: int) -> tuple[Any, dict]:
-        """The best of `derive_samples` drawn architectures, scored with the shared weights."""
-        keys = jax.random.split(derive_key(config, epoch), config.derive_samples)
+        """The best of `strategy.derive_samples` drawn architectures, scored with the shared weights."""
+        keys = jax.random.split(derive_key(config, epoch), config.strategy.derive_samples)
         values = np.asarray(self.draw_many(config, space)(state.alphas, keys))
         best, info = best_of(space, context.score, state, values)
         return space.arch_from_decisions(best), info
@@ -102,18 +108,16 @@ class SampledStrategy(Strategy):
 
     def make_step(self, config, space, net, schedule, axis_name, image_shape):
         draw = self.draw(config, space)
-        alpha_opt = alpha_optimizer(config.alpha_lr, config.alpha_b1, config.alpha_b2, config.alpha_weight_decay)
-        update = self.alpha_update(config, space, net, axis_name, image_shape, alpha_opt)
-        return make_sampled_step(net, schedule, config, lambda alphas, key: space.path(draw(alphas, key)), update,
-                                 axis_name, alpha_opt)
+        optimizers = search_optimizers(config, schedule)
+        update = self.alpha_update(config, space, net, axis_name, image_shape, optimizers.alpha)
+        step = make_sampled_step(net, optimizers, lambda alphas, key: space.path(draw(alphas, key)), update, axis_name)
+        return step, optimizers.weight, optimizers.alpha
 
 
-def make_sampled_step(net, schedule, config, draw_path, alpha_update, axis_name, alpha_opt=None):
-    """(step, weight optimizer, α optimizer): a weight step on the path `draw_path(α, key)`, then the
-    strategy's own update (if any) on the search-val batch."""
-    weight_opt = weight_optimizer(schedule, config.momentum, config.weight_decay, config.clip_norm)
-    if alpha_opt is None:
-        alpha_opt = alpha_optimizer(config.alpha_lr, config.alpha_b1, config.alpha_b2, config.alpha_weight_decay)
+def make_sampled_step(net, optimizers: SearchOptimizers, draw_path, alpha_update, axis_name) -> Callable:
+    """step(state, train_batches, val_batch): a weight step (`optimizers.weight`) on the path
+    `draw_path(α, key)`, then the strategy's own update (if any) on the search-val batch."""
+    schedule, weight_opt = optimizers.schedule, optimizers.weight
 
     def mean(x):
         return cross_device_mean(x, axis_name)
@@ -141,4 +145,4 @@ def make_sampled_step(net, schedule, config, draw_path, alpha_update, axis_name,
                    "val_loss": val_loss, "lr": schedule(state.step - state.nonfinite_steps), "finite": ok, **extra}
         return new, metrics
 
-    return step, weight_opt, alpha_opt
+    return step
