@@ -99,6 +99,7 @@ class _Estimators:
         self.config, self.net = config, net
         self.inner = inner_optimizer(schedule, momentum, weight_decay)
         self.compiled: dict[Any, Any] = {}
+        self.release_each = jax.default_backend() == "cpu"
         self.eps_scales = tuple(config_lib.floats(config, "mixed_eps"))
         self.compiler_options = FAST_COMPILE if config.fast_compile else {}
 
@@ -126,6 +127,15 @@ class _Estimators:
             return d_alpha
 
         return xla_workarounds.jit(run, compiler_options=self.compiler_options)
+
+    def release(self) -> None:
+        """On a CPU, drop every compiled function and jax's caches of them. XLA:CPU holds each
+        executable's machine code and thousands of memory maps (a float64 second-order DARTS step:
+        gigabytes, about 7,000 maps), so a study keeping all of them was killed for memory; the
+        persistent compilation cache brings one back in seconds when it is needed again."""
+        if self.release_each:
+            self.compiled.clear()
+            jax.clear_caches()
 
     def __call__(self, spec: config_lib.EstimatorSpec, *args) -> tuple[Any, float, float]:
         """(dα, seconds of one call after compilation, compiled peak memory in MB)."""
@@ -257,11 +267,13 @@ def _evaluate_step(specs, reference, estimators: _Estimators, setup, space, poin
 
     ref, _, _ = evaluate(reference)
     ref_genotype, ref_mixed = genotype_after(ref), mixed_part(reference, ref)
+    estimators.release()  # one estimator's executables alive at a time (see `release`)
     rows = []
     for spec in specs:
         name = spec.label
         d_alpha, seconds, peak = evaluate(spec)
         mixed = {f"mixed_{k}": v for k, v in compare(mixed_part(spec, d_alpha), ref_mixed).items()}
+        estimators.release()
         arch = genotype_after(d_alpha)
         values = {**compare(d_alpha, ref), **mixed, "genotype_agrees": float(arch == ref_genotype),
                   "seconds": seconds, "peak_memory_mb": peak}
@@ -274,6 +286,7 @@ def _evaluate_step(specs, reference, estimators: _Estimators, setup, space, poin
     for r, fd in zip(estimators.eps_scales, fds):
         values = {**compare(fd, exact), "norm": float(np.linalg.norm(_flat(fd)))}
         rows += [{"estimator": f"mixed_fd_eps{r:g}", "metric": m, "value": values[m]} for m in MIXED_METRICS]
+    estimators.release()
     return rows
 
 
