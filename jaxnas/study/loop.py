@@ -199,11 +199,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     csv_path = os.path.join(workdir, "study.csv")
     rows = _read_rows(csv_path, s_config.batch_size)
     done = {(r["step"], r["batch_size"]) for r in rows}
-    new_file = not os.path.exists(csv_path)
+    new_file = not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0  # a run killed before its first row
     with open(csv_path, "a", newline="") as f:
         out = csv.DictWriter(f, CSV_FIELDS)
         if new_file:
             out.writeheader()
+            f.flush()
         points = config_lib.floats(config, "points")
         # Batch size by batch size: each size compiles every estimator anew, so a study cut short
         # has every point at the sizes it finished.
