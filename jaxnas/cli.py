@@ -73,6 +73,13 @@ def _module_path(module: ModuleType) -> str:
     return module.__name__.replace(".", "/") + ".py"
 
 
+def _shown(value) -> str:
+    """A value as `--help` shows it: a block by its choice (`gdas {…}`), a nested config as `{…}`."""
+    if hasattr(value, "keys"):
+        return f"{value['name']} {{…}}" if "name" in value else "{…}"
+    return repr(value)
+
+
 def config_help(config_module: ModuleType, argv: list[str]) -> str:
     """The config keys grouped, each with its value and description; the values of the --config
     file in `argv` if there is one, else the defaults."""
@@ -83,7 +90,7 @@ def config_help(config_module: ModuleType, argv: list[str]) -> str:
                 values, source = load_config_file(arg[len("--config="):]), arg[len("--config="):]
             except Exception as e:  # a broken file: show the defaults, say why
                 source += f" (--config {arg[len('--config='):]!r} did not load: {type(e).__name__})"
-    rows = [(group, key, "{...}" if hasattr(values[key], "keys") else repr(values[key]), text)
+    rows = [(group, key, _shown(values[key]), text)
             for group, key, text in describe_keys(config_module.get_config)]
     width = max(len(k) for _, k, _, _ in rows)
     shown = max(min(len(v), 22) for _, _, v, _ in rows)

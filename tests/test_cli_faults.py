@@ -254,7 +254,9 @@ def test_sigterm_during_the_first_compile_exits_at_once(shared, tmp_path):
 # Issue 29 item 7: --help lists the config keys, grouped, with their defaults and one line each.
 @pytest.mark.parametrize("module, lines", [
     ("jaxnas.search", [r"^data — what to search on:$", r"^  lr +0\.05 +weight learning rate, cosine to lr_min",
-                       r"^estimator — .*:$", r"^  estimator +'first_order' +first_order \| darts_fd"]),
+                       r"^estimator — .*:$",
+                       r"^  estimator +first_order \{…\} +\{name, ...its options\}: first_order \|",
+                       r"^  gdas: tau_max=10.0, tau_min=0.1$", r"^  darts_fd: eps_scale=0.01$"]),
     ("jaxnas.train", [r"^network — what is trained:$", r"^  genotype +'DARTS_V2' +a constant"]),
 ])
 def test_help_lists_the_config_keys_grouped(module, lines, tmp_path):
