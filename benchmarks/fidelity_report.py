@@ -130,23 +130,24 @@ def plots(name: str, rows, names, steps, total, mixed, plots_dir: str) -> list[s
     fig.savefig(os.path.join(plots_dir, progress_png), dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     if mixed:
         r = [float(n[len("mixed_fd_eps"):]) for n in mixed]
-        for metric, label in (("cosine", "cosine to exact"), ("rel_l2", "relative L2 error")):
+        for ax, metric, label in ((axes[0], "cosine", "cosine to the exact term"),
+                                  (axes[1], "rel_l2", "relative L2 error")):
             med = [np.nanmedian(values(rows, estimator=n, metric=metric)) for n in mixed]
             q = [np.nanpercentile(values(rows, estimator=n, metric=metric), [25, 75]) for n in mixed]
-            ax.plot(r, med, marker="o", label=label)
+            ax.plot(r, med, marker="o")
             ax.fill_between(r, [a for a, _ in q], [b for _, b in q], alpha=0.2)
-    ax.set(xscale="log", xlabel="ε scale r (ε = r / ‖∇w' L_val‖)", title="does the finite difference converge?")
-    ax.axhline(1, color="0.7", lw=0.5)
-    ax.axhline(0, color="0.7", lw=0.5)
-    ax.legend(fontsize=8)
+            ax.set(xscale="log", xlabel="ε scale r (ε = r / ‖∇w' L_val‖)", ylabel=f"{label} (median, quartiles)")
+        axes[0].set(ylim=(-1.05, 1.05), title="does the finite difference converge?")
+        axes[0].axhline(1, color="0.7", lw=0.5)
+        axes[1].set(yscale="log", title="its error")
     fig.tight_layout()
     eps_png = f"{name}_eps_convergence.png"
     fig.savefig(os.path.join(plots_dir, eps_png), dpi=110)
     plt.close(fig)
-    rel = os.path.relpath(plots_dir, os.path.join(ROOT, "docs"))
+    rel = os.path.basename(plots_dir)  # beside the page: <out dir>/fidelity/
     return [f"![cosine over the search]({rel}/{progress_png})", "", f"![ε convergence]({rel}/{eps_png})", ""]
 
 
@@ -188,7 +189,7 @@ def main() -> None:
     if os.path.exists(init):
         lines += init_section(init)
     for name in studies:
-        lines += study_section(name, os.path.join(RESULTS, name), os.path.join(ROOT, "docs", "fidelity"))
+        lines += study_section(name, os.path.join(RESULTS, name), os.path.join(os.path.dirname(args.out), "fidelity"))
     with open(args.out, "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
     print(f"wrote {args.out} ({len(studies)} studies)")
