@@ -74,26 +74,3 @@ def log_preflight(compute_dtype: str | None) -> None:
         for line in rest:
             logging.warning("%s", line)
 
-
-# XLA:CPU maps memory regions per compiled kernel: a float64 second-order step of the C=8 DARTS
-# supernet took about 7,000 (measured in /proc/<pid>/maps). Linux's default limit per process,
-# vm.max_map_count = 65530, then allows about nine such executables; past it LLVM fails with
-# "Cannot allocate memory" and the process dies with a segmentation fault.
-MAPS_PER_EXECUTABLE = 7000
-
-
-def map_count_advice(platform: str, executables: int, path: str = "/proc/sys/vm/max_map_count") -> str | None:
-    """One line when `executables` compiled CPU steps may exceed the kernel's memory-map limit
-    (None on other platforms, where it does not apply, or when the limit cannot be read)."""
-    try:
-        with open(path) as f:
-            limit = int(f.read())
-    except (OSError, ValueError):
-        return None
-    need = executables * MAPS_PER_EXECUTABLE
-    if platform != "cpu" or need <= limit:
-        return None
-    return (f"this run keeps about {executables} compiled steps, which XLA:CPU maps in about {need:,} memory "
-            f"regions; the limit here is vm.max_map_count = {limit:,}, past which the process dies with 'LLVM "
-            f"compilation error: Cannot allocate memory': raise it (sudo sysctl -w vm.max_map_count={4 * need}) "
-            "or study fewer estimators")

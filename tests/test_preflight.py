@@ -28,16 +28,3 @@ def test_preflight_reads_this_machine():
     assert lines[0].startswith(f"{jax.device_count()} device(s)") and jax.devices()[0].platform in lines[0]
     assert any("--config.compute_dtype=float32" in line for line in lines[1:])  # the tests run on a CPU
 
-
-def test_too_many_cpu_executables_for_the_map_limit_is_one_line(tmp_path):
-    """A limit file below what the executables need gives one line naming the sysctl; enough room,
-    another platform or an unreadable limit give none."""
-    from jaxnas.preflight import MAPS_PER_EXECUTABLE, map_count_advice
-
-    limit = tmp_path / "max_map_count"
-    limit.write_text("65530\n")
-    line = map_count_advice("cpu", 12, str(limit))
-    assert "vm.max_map_count = 65,530" in line and f"sysctl -w vm.max_map_count={4 * 12 * MAPS_PER_EXECUTABLE}" in line
-    assert map_count_advice("cpu", 65530 // MAPS_PER_EXECUTABLE, str(limit)) is None
-    assert map_count_advice("gpu", 12, str(limit)) is None
-    assert map_count_advice("cpu", 12, str(tmp_path / "missing")) is None

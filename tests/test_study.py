@@ -126,3 +126,34 @@ def test_darts_space_study_configs_validate():
         assert [s.label for s in estimator_specs(config)] == [
             "first_order", "darts_fd_eps0.1", "darts_fd", "darts_fd_eps0.001", "darts_fd_eps0.0001", "unrolled_k1",
             "unrolled_k2", "implicit_neumann_k10", "implicit_cg_k10"]
+
+
+def test_on_a_cpu_one_estimator_is_compiled_at_a_time():
+    """A new estimator drops the previous one's executables (and jax's caches of them), so a long
+    study holds one at a time; the ε sweep of darts_fd shares one; a dropped one comes back with
+    the same result."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxnas.search.state import cosine_lr
+    from jaxnas.spaces.base import get_space
+
+    config = get_config()
+    config.float64 = False
+    space = get_space("chain", channels=4, layers=2)
+    net = space.supernet(3)
+    x = jax.random.normal(jax.random.key(0), (4, 6, 6, 1))
+    variables = net.init(jax.random.key(1), x[:2], space.init_alphas(jax.random.key(2)), train=False)
+    estimators = loop._Estimators(config, net, cosine_lr(0.05, 0.001, 2, 2), 0.9, 3e-4)
+    params, stats, alphas = variables["params"], variables["batch_stats"], space.init_alphas(jax.random.key(2))
+    args = (params, stats, alphas, estimators.inner.init(params), ((x, jnp.arange(4) % 3),), (x, jnp.arange(4) % 3),
+            jnp.asarray(0.05))
+    config.estimators = [{"name": "first_order"}, {"name": "darts_fd"}, {"name": "darts_fd", "eps_scale": 0.1}]
+    first, fd, fd_wide = estimator_specs(config)
+    before = estimators(first, *args)[0]
+    estimators(fd, *args)
+    estimators(fd_wide, *args)
+    assert len(estimators.compiled) == 1  # darts_fd's, for both ε scales
+    again = estimators(first, *args)[0]
+    assert len(estimators.compiled) == 1
+    np.testing.assert_array_equal(np.asarray(again["layers"]), np.asarray(before["layers"]))

@@ -27,7 +27,7 @@ from jaxnas import xla_workarounds
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.errors import ConfigError
-from jaxnas.preflight import log_preflight, map_count_advice
+from jaxnas.preflight import log_preflight
 from jaxnas.search import config as search_config
 from jaxnas.search import hypergrad
 from jaxnas.search import loop as search_loop
@@ -128,11 +128,14 @@ class _Estimators:
 
         return xla_workarounds.jit(run, compiler_options=self.compiler_options)
 
-    def release(self) -> None:
-        """On a CPU, drop every compiled function and jax's caches of them. XLA:CPU holds each
-        executable's machine code and thousands of memory maps (a float64 second-order DARTS step:
-        gigabytes, about 7,000 maps), so a study keeping all of them was killed for memory; the
-        persistent compilation cache brings one back in seconds when it is needed again."""
+    def _release(self) -> None:
+        """On a CPU, drop every compiled function and jax's caches of them before another estimator
+        is compiled, so one estimator's executables (and the first-order parts and mixed term used
+        with it) are alive at a time. XLA:CPU holds each executable's machine code and thousands of
+        memory maps (a float64 second-order DARTS step: gigabytes, about 7,000 maps), so a study
+        keeping all of them was killed for memory; the persistent compilation cache brings one back
+        in seconds when it is needed again. Dropping the references alone frees nothing: jax's
+        caches hold them."""
         if self.release_each:
             self.compiled.clear()
             jax.clear_caches()
@@ -146,6 +149,7 @@ class _Estimators:
         args = (*args, runtime)
         key = (spec.name, tuple(sorted(options.items())), tuple(np.shape(x) for x in jax.tree.leaves(args)))
         if key not in self.compiled:
+            self._release()
             self.compiled[key] = self._fn(spec.name, options).lower(*args).compile()
         fn = self.compiled[key]
         jax.block_until_ready(fn(*args))  # warm
@@ -190,10 +194,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     estimators = _Estimators(config, space.supernet(data.num_classes), setup.schedule, s_config.momentum,
                              s_config.weight_decay)
     k_max = max(spec.train_batches for spec in [*specs, reference])
-    # Per batch size: each estimator, its first-order part at each weight-step count, the mixed term.
-    executables = len({*specs, reference}) + len({s.weight_steps for s in [*specs, reference]}) + 1
-    if (advice := map_count_advice(jax.default_backend(), executables)) is not None:
-        logging.warning("%s", advice)
     total = data.steps_per_epoch * s_config.epochs
     batch_sizes = [int(b) for b in config_lib.floats(config, "batch_sizes")] or [s_config.batch_size]
     csv_path = os.path.join(workdir, "study.csv")
@@ -268,13 +268,11 @@ def _evaluate_step(specs, reference, estimators: _Estimators, setup, space, poin
 
     ref, _, _ = evaluate(reference)
     ref_genotype, ref_mixed = genotype_after(ref), mixed_part(reference, ref)
-    estimators.release()  # one estimator's executables alive at a time (see `release`)
     rows = []
     for spec in specs:
         name = spec.label
         d_alpha, seconds, peak = evaluate(spec)
         mixed = {f"mixed_{k}": v for k, v in compare(mixed_part(spec, d_alpha), ref_mixed).items()}
-        estimators.release()
         arch = genotype_after(d_alpha)
         values = {**compare(d_alpha, ref), **mixed, "genotype_agrees": float(arch == ref_genotype),
                   "seconds": seconds, "peak_memory_mb": peak}
@@ -287,7 +285,6 @@ def _evaluate_step(specs, reference, estimators: _Estimators, setup, space, poin
     for r, fd in zip(estimators.eps_scales, fds):
         values = {**compare(fd, exact), "norm": float(np.linalg.norm(_flat(fd)))}
         rows += [{"estimator": f"mixed_fd_eps{r:g}", "metric": m, "value": values[m]} for m in MIXED_METRICS]
-    estimators.release()
     return rows
 
 
