@@ -22,7 +22,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from suite import environment  # noqa: E402  (the date, machine, versions and commit of every result file)
@@ -32,19 +31,11 @@ from jaxnas.search import hypergrad  # noqa: E402
 from jaxnas.search.state import inner_optimizer  # noqa: E402
 from jaxnas.search.step import supernet_loss  # noqa: E402
 from jaxnas.spaces.base import get_space  # noqa: E402
+from jaxnas.study.loop import compare  # noqa: E402  (cosine and relative L2 error, as the study reports them)
 from jaxnas.study.mixed import mixed_terms  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPS_SCALES = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
-
-
-def _flat(tree) -> np.ndarray:
-    return np.concatenate([np.asarray(x, np.float64).ravel() for x in jax.tree.leaves(tree)])
-
-
-def _cosine(a, b) -> float:
-    a, b = _flat(a), _flat(b)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def measure(seed: int = 0, batch: int = 8, channels: int = 8, layers: int = 5, lr: float = 0.025) -> dict:
@@ -68,11 +59,11 @@ def measure(seed: int = 0, batch: int = 8, channels: int = 8, layers: int = 5, l
     mixed = jax.jit(lambda w, a: mixed_terms(loss_fn, w, a, inner, inner_state, train, val, EPS_SCALES),
                     compiler_options=FAST_COMPILE)
     exact, fds = mixed(w, alphas)
-    out = {"exact_norm": float(np.linalg.norm(_flat(exact))), "finite_difference": []}
+    out = {"exact_norm": float(hypergrad.tree_norm(exact)), "finite_difference": []}
     for r, fd in zip(EPS_SCALES, fds):
-        e, m = _flat(fd), _flat(exact)
-        out["finite_difference"].append({"eps_scale": r, "norm": float(np.linalg.norm(e)), "cosine": _cosine(fd, exact),
-                                         "rel_l2": float(np.linalg.norm(e - m) / np.linalg.norm(m))})
+        c = compare(fd, exact)
+        out["finite_difference"].append({"eps_scale": r, "norm": float(hypergrad.tree_norm(fd)),
+                                         "cosine": c["cosine"], "rel_l2": c["rel_l2"]})
 
     def whole(name, **options):
         estimate = hypergrad.get_estimator(name, **options)
@@ -81,7 +72,7 @@ def measure(seed: int = 0, batch: int = 8, channels: int = 8, layers: int = 5, l
         return fn(w, alphas)
 
     fd, exact_one_step = whole("darts_fd", eps_scale=0.01), whole("unrolled", steps=1)
-    out["darts_fd_vs_unrolled_k1_cosine"] = _cosine(fd, exact_one_step)
+    out["darts_fd_vs_unrolled_k1_cosine"] = compare(fd, exact_one_step)["cosine"]
     out["seconds"] = time.perf_counter() - t0
     return out
 
