@@ -121,6 +121,16 @@ def print_help(config_module: ModuleType, default_workdir: str, what: str, argv:
     print(f"{doc}\n\n{flags_text}\n\n{config_help(config_module, argv)}")
 
 
+def _overrides(argv: list[str]) -> list[tuple[str, str | None]]:
+    """The `--config.<path>[=VALUE]` arguments of `argv` as (path, value or None)."""
+    out = []
+    for arg in argv[1:]:
+        if arg.startswith("--config."):
+            path, sep, value = arg[len("--config."):].partition("=")
+            out.append((path, value if sep else None))
+    return out
+
+
 def check_override_keys(argv: list[str], valid: set[str]) -> None:
     """`--config.<key>=...` for a key that does not exist: one line naming the valid keys (ml_collections
     would raise a traceback from inside flag parsing)."""
@@ -133,11 +143,11 @@ def check_override_keys(argv: list[str], valid: set[str]) -> None:
                 print(f"error: config file {path!r} not found; files in {here}: {', '.join(choices) or 'none'}",
                       file=sys.stderr)
                 sys.exit(2)
-        if arg.startswith("--config."):
-            key = arg[len("--config."):].split("=")[0].split(".")[0]
-            if key not in valid:
-                print(f"error: unknown config key {key!r}; valid keys: {', '.join(sorted(valid))}", file=sys.stderr)
-                sys.exit(2)
+    for path, _ in _overrides(argv):
+        key = path.split(".")[0]
+        if key not in valid:
+            print(f"error: unknown config key {key!r}; valid keys: {', '.join(sorted(valid))}", file=sys.stderr)
+            sys.exit(2)
 
 
 def _config_file_arg(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -164,12 +174,9 @@ def apply_block_names(config, argv: list[str], blocks: dict) -> None:
     """`--config.<...>.<block>.name=X` in `argv`: that block becomes X's, with X's default options,
     before the overrides apply (so `--config.strategy.tau_max=5` exists once the name is gdas). A
     block already of choice X keeps its options."""
-    for arg in argv[1:]:
-        if not arg.startswith("--config.") or "=" not in arg:
-            continue
-        path, value = arg[len("--config."):].split("=", 1)
+    for path, value in _overrides(argv):
         parts = path.split(".")
-        if len(parts) < 2 or parts[-1] != "name" or parts[-2] not in blocks:
+        if value is None or len(parts) < 2 or parts[-1] != "name" or parts[-2] not in blocks:
             continue
         *parents, key, _ = parts
         holder = config
@@ -183,10 +190,9 @@ def apply_block_names(config, argv: list[str], blocks: dict) -> None:
 def check_override_paths(config, argv: list[str]) -> None:
     """ConfigError naming the valid keys for a `--config.a.b=...` whose path `config` lacks (inside a
     block: the options of the block's choice)."""
-    for arg in argv[1:]:
-        if not arg.startswith("--config.") or "=" not in arg:
+    for path, value in _overrides(argv):
+        if value is None:
             continue
-        path = arg[len("--config."):].split("=", 1)[0]
         holder, done = config, []
         for part in path.split("."):
             if not hasattr(holder, "keys") or part not in holder:

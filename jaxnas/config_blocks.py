@@ -21,6 +21,11 @@ from jaxnas.errors import ConfigError
 Choices = Mapping[str, Mapping[str, Any]]
 
 
+def plain(value: Any) -> Any:
+    """A ConfigDict as a plain dict (other values as they are): comparable and printable as data."""
+    return value.to_dict() if hasattr(value, "to_dict") else value
+
+
 def block(choices: Choices, name: str, **options: Any) -> ml_collections.ConfigDict:
     """The block of choice `name`: its default options, `options` changed."""
     return complete(ml_collections.ConfigDict({"name": name, **options}), choices, "block")
@@ -31,7 +36,7 @@ def complete(value: Any, choices: Choices, key: str) -> ml_collections.ConfigDic
     options it leaves out at their defaults. One-line ConfigError for an unknown choice or an
     option the choice does not have."""
     given = dict(value) if isinstance(value, Mapping) or hasattr(value, "keys") else {"name": value}
-    given = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in given.items()}
+    given = {k: plain(v) for k, v in given.items()}
     name = given.get("name")
     if name not in choices:
         raise ConfigError(f"unknown {key}.name {name!r}; valid choices: {', '.join(choices)}")

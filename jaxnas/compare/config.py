@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxnas import config_blocks
 from jaxnas.errors import ConfigError
 from jaxnas.search import config as search_config
 from jaxnas.search.strategies import STRATEGIES, STRATEGY_OPTIONS, get_strategy
@@ -44,8 +45,7 @@ def strategy_config(config: ml_collections.ConfigDict, name: str) -> ml_collecti
     `strategy_options`; the keys only the gradient strategies read go back to their defaults for the
     sampling ones (`Strategy.ignored_keys`)."""
     s = search_config.resolve(config.search)
-    options = config.strategy_options.get(name, {})
-    s.strategy = search_config.strategy_block(name, **(options.to_dict() if hasattr(options, "to_dict") else options))
+    s.strategy = search_config.strategy_block(name, **config_blocks.plain(config.strategy_options.get(name, {})))
     defaults = search_config.get_config()
     for key in get_strategy(name).ignored_keys:
         s[key] = defaults[key]

@@ -140,7 +140,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
     if problem:
         raise ConfigError(problem)
     for key in strategy.ignored_keys:
-        value, default = (v.to_dict() if hasattr(v, "to_dict") else v for v in (config[key], defaults[key]))
+        value, default = config_blocks.plain(config[key]), config_blocks.plain(defaults[key])
         if value != default:
             raise ConfigError(f"{key} applies to the gradient strategies (darts, gdas, pcdarts); strategy "
                               f"{strategy.name!r} has its own step (leave {key} at {default!r})")
