@@ -1,0 +1,49 @@
+"""The shape the library keeps (issue 26): spaces and strategies answer for themselves, functions
+take a handful of parameters, and the README stays a guide a user reads in minutes."""
+
+import ast
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "jaxnas")
+# The hypergradient estimators share one signature on purpose: (loss_fn, w, α, inner_opt,
+# inner_state, train_batches, val_batch, *, xi, axis_name, **their options bound by get_estimator).
+ESTIMATORS = {"first_order", "darts_fd", "unrolled", "implicit"}
+
+
+def _sources():
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path) as f:
+                    yield os.path.relpath(path, PACKAGE), f.read()
+
+
+def test_nothing_outside_spaces_and_strategies_asks_which_one_it_is():
+    pattern = re.compile(r'space\.name ==|\.sampled|== "gdas"')
+    found = [f"{path}:{n}" for path, text in _sources() if not path.startswith(("spaces/", "search/strategies/"))
+             for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)]
+    assert not found, found
+
+
+def test_no_function_takes_more_than_eight_parameters():
+    too_many = []
+    for path, text in _sources():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name not in ESTIMATORS:
+                a = node.args
+                names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg not in ("self", "cls")]
+                if len(names) > 8:
+                    too_many.append(f"{path}:{node.lineno} {node.name} ({len(names)})")
+    assert not too_many, too_many
+
+
+def test_the_readme_is_a_short_guide_without_measurement_logs():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    assert len(text.splitlines()) <= 300
+    hashes = [h for h in re.findall(r"\b[0-9a-f]{7,40}\b", text) if re.search(r"\d", h) and re.search(r"[a-f]", h)]
+    assert not hashes, f"the README names commits: {hashes}"
+    assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), "the README dates a measurement"
