@@ -38,6 +38,11 @@ def quartiles(values: list[float]) -> str:
     return f"{q50:.3g} [{q25:.3g}, {q75:.3g}]"
 
 
+def single(values: list[float]) -> str:
+    """One measurement (a point at one batch size), or – where the study has none."""
+    return f"{values[0]:.3g}" if len(values) == 1 else quartiles(values)
+
+
 def estimators(rows: list[dict]) -> list[str]:
     seen = []
     for r in rows:
@@ -85,13 +90,19 @@ def study_section(name: str, folder: str, plots_dir: str) -> list[str]:
                                              for n in names])
 
     for metric in ("cosine", "mixed_cosine"):
-        out += ["", f"### `{metric}` by training progress (over batch sizes)", ""]
-        out += table(["estimator", *(progress[s] for s in steps)],
-                     [[n, *(quartiles(values(rows, estimator=n, metric=metric, step=s)) for s in steps)]
-                      for n in names])
-        out += ["", f"### `{metric}` by batch size (over points)", ""]
+        for b in batches:
+            out += ["", f"### `{metric}` by training progress, batch {b}", ""]
+            out += table(["estimator", *(progress[s] for s in steps)],
+                         [[n, *(single(values(rows, estimator=n, metric=metric, step=s, batch_size=b)) for s in steps)]
+                          for n in names])
+        # Only the points every batch size has, so the columns compare like with like.
+        shared = sorted(set.intersection(*({r["step"] for r in rows if r["batch_size"] == b} for b in batches)))
+        over = "over points" if shared == steps else "over the points every batch size has: " + ", ".join(
+            progress[s] for s in shared)
+        out += ["", f"### `{metric}` by batch size ({over})", ""]
         out += table(["estimator", *(f"batch {b}" for b in batches)],
-                     [[n, *(quartiles(values(rows, estimator=n, metric=metric, batch_size=b)) for b in batches)]
+                     [[n, *(quartiles([r["value"] for r in rows if r["estimator"] == n and r["metric"] == metric
+                                       and r["batch_size"] == b and r["step"] in shared]) for b in batches)]
                       for n in names])
 
     mixed = sorted({r["estimator"] for r in rows if r["estimator"].startswith("mixed_fd_eps")},
@@ -115,16 +126,24 @@ def plots(name: str, rows, names, steps, total, mixed, plots_dir: str) -> list[s
 
     os.makedirs(plots_dir, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    x = [100 * s / total for s in steps]
+    batches = sorted({r["batch_size"] for r in rows})
+    styles = dict(zip(batches, ("-", "--", ":", "-.")))
+    colors = {n: f"C{i % 10}" for i, n in enumerate(names)}
     for ax, metric in zip(axes, ("cosine", "mixed_cosine")):
         for n in names:
-            y = [np.nanmedian(values(rows, estimator=n, metric=metric, step=s) or [np.nan]) for s in steps]
-            if np.any(np.isfinite(y)):
-                ax.plot(x, y, marker="o", ms=3, label=n)
-        ax.set(xlabel="% of the search", ylabel=f"{metric} to the reference (median over batch sizes)",
+            for b in batches:  # a line per estimator and batch size, at the points measured at that size
+                pts = [(100 * s / total, values(rows, estimator=n, metric=metric, step=s, batch_size=b)) for s in steps]
+                pts = [(x, v[0]) for x, v in pts if v and np.isfinite(v[0])]
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", ms=3, color=colors[n], ls=styles.get(b, "-"),
+                            label=n if b == batches[0] and metric == "cosine" else None)
+        ax.set(xlabel="% of the search", ylabel=f"{metric} to the reference",
                title="whole hypergradient" if metric == "cosine" else "second-order term", ylim=(-1.05, 1.05))
         ax.axhline(0, color="0.7", lw=0.5)
-    axes[1].legend(fontsize=7)
+    for b in batches:
+        axes[1].plot([], [], color="0.3", ls=styles.get(b, "-"), label=f"batch {b}")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7, handlelength=3)
     fig.tight_layout()
     progress_png = f"{name}_cosine_over_search.png"
     fig.savefig(os.path.join(plots_dir, progress_png), dpi=110)
