@@ -99,7 +99,7 @@ class _Estimators:
         self.config, self.net = config, net
         self.inner = inner_optimizer(schedule, momentum, weight_decay)
         self.compiled: dict[Any, Any] = {}
-        self.release_each = jax.default_backend() == "cpu"
+        self.on_cpu = jax.default_backend() == "cpu"
         self.eps_scales = tuple(config_lib.floats(config, "mixed_eps"))
         self.compiler_options = FAST_COMPILE if config.fast_compile else {}
 
@@ -136,7 +136,7 @@ class _Estimators:
         keeping all of them was killed for memory; the persistent compilation cache brings one back
         in seconds when it is needed again. Dropping the references alone frees nothing: jax's
         caches hold them."""
-        if self.release_each:
+        if self.on_cpu:
             self.compiled.clear()
             jax.clear_caches()
 
@@ -152,7 +152,10 @@ class _Estimators:
             self._release()
             self.compiled[key] = self._fn(spec.name, options).lower(*args).compile()
         fn = self.compiled[key]
-        jax.block_until_ready(fn(*args))  # warm
+        if not self.on_cpu:
+            # An accelerator's first call still loads and autotunes. On a CPU it runs as fast as the
+            # next one, and a float64 implicit estimator at batch 64 takes minutes a call there.
+            jax.block_until_ready(fn(*args))
         t0 = time.perf_counter()
         out = jax.block_until_ready(fn(*args))
         seconds = time.perf_counter() - t0
