@@ -101,8 +101,8 @@ def study_section(name: str, folder: str, plots_dir: str) -> list[str]:
             progress[s] for s in shared)
         out += ["", f"### `{metric}` by batch size ({over})", ""]
         out += table(["estimator", *(f"batch {b}" for b in batches)],
-                     [[n, *(quartiles([r["value"] for r in rows if r["estimator"] == n and r["metric"] == metric
-                                       and r["batch_size"] == b and r["step"] in shared]) for b in batches)]
+                     [[n, *(quartiles([v for s in shared for v in values(rows, estimator=n, metric=metric, step=s,
+                                                                          batch_size=b)]) for b in batches)]
                       for n in names])
 
     mixed = sorted({r["estimator"] for r in rows if r["estimator"].startswith("mixed_fd_eps")},
@@ -114,11 +114,11 @@ def study_section(name: str, folder: str, plots_dir: str) -> list[str]:
         out += table(["ε scale", "cosine", "rel-L2", "‖M_fd‖"],
                      [[n[len("mixed_fd_eps"):], *(quartiles(values(rows, estimator=n, metric=m))
                                                   for m in ("cosine", "rel_l2", "norm"))] for n in mixed])
-    out += ["", *plots(name, rows, names, steps, total, mixed, plots_dir)]
+    out += ["", *plots(name, rows, names, steps, batches, total, mixed, plots_dir)]
     return out
 
 
-def plots(name: str, rows, names, steps, total, mixed, plots_dir: str) -> list[str]:
+def plots(name: str, rows, names, steps, batches, total, mixed, plots_dir: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,7 +126,6 @@ def plots(name: str, rows, names, steps, total, mixed, plots_dir: str) -> list[s
 
     os.makedirs(plots_dir, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    batches = sorted({r["batch_size"] for r in rows})
     styles = dict(zip(batches, ("-", "--", ":", "-.")))
     colors = {n: f"C{i % 10}" for i, n in enumerate(names)}
     for ax, metric in zip(axes, ("cosine", "mixed_cosine")):

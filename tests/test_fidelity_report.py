@@ -65,3 +65,19 @@ def test_the_init_section_sets_the_measurement_beside_the_issue_figures(tmp_path
     assert "Exact ‖M‖ = 2 (the issue: 1.1087" in text and "`unrolled_k1`: 0.500 (the issue: 0.66)" in text
     assert "| 0.01 | 16 | 8 | 0.250 | 7 | 8.1 / cos 0.34 |" in text  # ‖M_fd‖/‖M‖ = 16 / 2
     assert "| 0.1 | 3 | 1.5 | 0.750 | 1.5 | – |" in text
+
+
+def test_docs_fidelity_is_what_the_report_makes_of_the_committed_results(tmp_path):
+    """docs/fidelity.md is generated, not edited: rerunning the committed script on the committed
+    result files gives the committed page."""
+    out_md = tmp_path / "fidelity.md"
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    env.pop("JAXNAS_RESULTS", None)
+    subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "fidelity_report.py"), f"--out={out_md}"],
+                   env=env, check=True, capture_output=True, text=True)
+    with open(os.path.join(ROOT, "docs", "fidelity.md")) as f:
+        committed = f.read()
+    assert "## The DARTS supernet on the digits (offline)" in committed
+    assert out_md.read_text() == committed
+    assert sorted(p.name for p in (tmp_path / "fidelity").iterdir()) == sorted(os.listdir(os.path.join(ROOT, "docs",
+                                                                                                        "fidelity")))
