@@ -187,6 +187,41 @@ def apply_block_names(config, argv: list[str], blocks: dict) -> None:
                 holder[key] = config_blocks.complete({"name": value}, blocks[key], path[:-len(".name")])
 
 
+def expand_block_names(argv: list[str], blocks: dict) -> list[str]:
+    """`argv` with `--config.<...>.<block>=X` (a bare choice name, as users type it) written as
+    `--config.<...>.<block>.name=X`: the block becomes X's with X's default options. A value that
+    is a literal dict (`{...}`) is left to ml_collections."""
+    out = []
+    for arg in argv:
+        path, sep, value = arg[len("--config."):].partition("=") if arg.startswith("--config.") else ("", "", "")
+        if sep and path.split(".")[-1] in blocks and not value.lstrip().startswith("{"):
+            arg = f"--config.{path}.name={value}"
+        out.append(arg)
+    return out
+
+
+# What a `--config.KEY=VALUE` of a key holding a value of this type must look like.
+_VALUE_PARSERS = {bool: (flags.BooleanParser(), "true or false"), int: (flags.IntegerParser(), "an integer"),
+                  float: (flags.FloatParser(), "a number")}
+
+
+def check_override_values(config, argv: list[str]) -> None:
+    """ConfigError naming the key and the expected type for a `--config.KEY=VALUE` whose value does
+    not parse as the key's type (absl would exit 1 with "invalid literal for int()")."""
+    for path, value in _overrides(argv):
+        holder = config
+        for part in path.split("."):
+            holder = holder[part]
+        expected = _VALUE_PARSERS.get(type(holder))
+        if value is None or expected is None:
+            continue
+        parser, what = expected
+        try:
+            parser.parse(value)
+        except (ValueError, flags.Error):
+            raise ConfigError(f"--config.{path}={value}: {path} takes {what}, e.g. {holder!r}") from None
+
+
 def check_override_paths(config, argv: list[str]) -> None:
     """ConfigError naming the valid keys for a `--config.a.b=...` whose path `config` lacks (inside a
     block: the options of the block's choice)."""
@@ -213,10 +248,12 @@ def define_flags(default_config: ModuleType, default_workdir: str, what: str):
         sys.exit(0)
     check_override_keys(sys.argv, set(default_config.get_config().keys()))  # defining --config applies overrides
     spec, sys.argv[:] = _config_file_arg(sys.argv)
+    sys.argv[:] = expand_block_names(sys.argv, _blocks(default_config))
     try:
         config = load_config_file(spec) if spec else default_config.get_config()
         apply_block_names(config, sys.argv, _blocks(default_config))
         check_override_paths(config, sys.argv)
+        check_override_values(config, sys.argv)
     except ConfigError as e:
         _fail(str(e))
     config = config_flags.DEFINE_config_dict("config", config, f"{what} config (--config=FILE[:ARG], a file whose "

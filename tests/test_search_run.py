@@ -249,6 +249,13 @@ def test_sigkill_between_tensorboard_and_checkpoint_logs_every_scalar_once(share
     ("--config.strategy.name=random_ws --config.strategy.derive_samples=0",
      "derive_samples must be a positive integer"),
     ("--config.strategy.name=gdas", "strategy 'gdas' works in space.s. darts, nb201, not 'chain'"),
+    # Issue 35: a block's name stands for the block; a value of the wrong type names the key and its type.
+    ("--config.strategy=gdas", "strategy 'gdas' works in space.s. darts, nb201, not 'chain'"),
+    ("--config.strategy=bogus", "unknown strategy.name 'bogus'; valid choices: darts, darts_pt, gdas"),
+    ("--config.estimator=darts_fd --config.estimator.eps_scale=x",
+     r"--config.estimator.eps_scale=x: estimator.eps_scale takes a number, e.g. 0.01"),
+    ("--config.epochs=abc", r"--config.epochs=abc: epochs takes an integer, e.g. 12"),
+    ("--config.plots=maybe", "--config.plots=maybe: plots takes true or false"),
 ])
 def test_bad_input_is_one_line_before_any_work(shared, tmp_path, flag, message):
     workdir = str(tmp_path / "bad")
