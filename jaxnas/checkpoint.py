@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -115,6 +116,15 @@ def verify(state: Any, checksums: dict[str, str] | None) -> None:
         raise DamagedCheckpoint(f"{len(bad)} leaf/leaves hold NaN or inf, e.g. {bad[0]}")
 
 
+def failure_reason(e: BaseException) -> str:
+    """Why a checkpoint failed to restore, as one readable line: TensorStore's errors chain every
+    driver's context and dump their specs (kilobytes of JSON); keep the innermost two causes."""
+    text = " ".join(str(e).split())  # one line
+    text = re.split(r"\s*\[tensorstore_spec", text)[0]
+    text = ": ".join(text.split(": ")[-2:])
+    return f"{type(e).__name__}: {text[:240]}" if text else type(e).__name__
+
+
 class Checkpointer:
     """Save and restore (state, record) pairs under `directory`, keeping the newest `keep` and the
     last good one (`good`)."""
@@ -181,9 +191,8 @@ class Checkpointer:
                 return restored
             except Exception as e:  # any failure to read means: do not trust this checkpoint
                 moved = self._set_aside(step)
-                message = str(e).splitlines()[0][:200] if str(e) else ""
-                logging.warning("checkpoint %d failed to restore (%s: %s); moved to %s, trying the previous one",
-                                step, type(e).__name__, message, moved)
+                logging.warning("checkpoint %d failed to restore (%s); moved to %s, trying the previous one",
+                                step, failure_reason(e), moved)
         return None
 
     def restore_or_init(self, init: Callable[[], Any], place: Callable[[Any], Any],

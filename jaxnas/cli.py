@@ -15,6 +15,7 @@ import tokenize
 from collections.abc import Callable
 from types import ModuleType
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -24,6 +25,9 @@ from jaxnas.errors import ConfigError
 from jaxnas.parallel import initialize_distributed
 from jaxnas.runs import (
     DISK_FULL_TEXTS,
+    EXIT_BAD_INPUT,
+    EXIT_DIVERGED,
+    EXIT_STOPPED,
     DiskFullError,
     NonFiniteError,
     disk_full_message,
@@ -286,18 +290,20 @@ def quiet_orbax() -> None:
     sys.unraisablehook = unraisablehook
 
 
-def _fail(message: str, now: bool = False) -> None:
-    """The one line `error: ...` on stderr, exit status 2 (`now`: without Python's exit handlers)."""
+def _fail(message: str, now: bool = False, status: int = EXIT_BAD_INPUT) -> None:
+    """The one line `error: ...` on stderr, exit `status` (`now`: without Python's exit handlers)."""
     logging.flush()
     print(f"error: {message}", file=sys.stderr, flush=True)
     if now:
         sys.stdout.flush()
-        os._exit(2)
-    sys.exit(2)
+        os._exit(status)
+    sys.exit(status)
 
 
-def main_for(run: Callable, config_flag, workdir_flag) -> Callable:
-    """The absl main: run(config, workdir), bad input reported as one line (exit status 2)."""
+def main_for(run: Callable, config_flag, workdir_flag, closing: Callable | None = None) -> Callable:
+    """The absl main: run(config, workdir), then its closing block (`closing(config, workdir, result)`:
+    at most three lines: the result, where the outputs are, the next command). Bad input is one line
+    (exit status 2), divergence one line (3); a run a signal stopped exits 130 (SIGINT) or 143 (SIGTERM)."""
 
     def main(argv) -> None:
         quiet_orbax()
@@ -307,9 +313,14 @@ def main_for(run: Callable, config_flag, workdir_flag) -> Callable:
         workdir = workdir_flag.value
         try:
             workdir = resolve_workdir(workdir, workdir_flag.default)  # before any expensive work
-            run(config_flag.value, workdir)
-        except (ConfigError, DataError, NonFiniteError) as e:
+            result = run(config_flag.value, workdir)
+        except (ConfigError, DataError) as e:
             _fail(str(e))
+        except NonFiniteError as e:
+            _fail(str(e), status=EXIT_DIVERGED)
+        except KeyboardInterrupt:  # a second Ctrl-C while the first waited for a step or a point to finish
+            _fail("interrupted (a second Ctrl-C): stopped without saving the step in progress; rerun the same "
+                  "command to resume from the last checkpoint", now=True, status=EXIT_STOPPED["SIGINT"])
         except Exception as e:
             if not is_disk_full(e):
                 raise
@@ -317,5 +328,12 @@ def main_for(run: Callable, config_flag, workdir_flag) -> Callable:
             # tracebacks about the same full disk. What is saved stays; the lock dies with the process.
             _fail(str(e) if isinstance(e, DiskFullError) else
                   disk_full_message(os.path.abspath(workdir), newest_checkpoint_bytes(workdir)), now=True)
+        stopped = result.get("stopped") if isinstance(result, dict) else None
+        if stopped:
+            logging.flush()
+            sys.exit(EXIT_STOPPED[stopped])
+        if closing is not None and jax.process_index() == 0:
+            logging.flush()
+            print("\n".join(closing(config_flag.value, workdir, result)), flush=True)
 
     return main

@@ -15,6 +15,7 @@ computes what one that never stopped does.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from absl import logging
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.parallel import replicate, replicated_shapes
 from jaxnas.runs import EpochSums, NonFiniteError, StopSignal, keep_old_metrics, nonfinite_message, save_checkpoint
-from jaxnas.writers import MetricsWriter, Progress
+from jaxnas.writers import MetricsWriter, Progress, json_safe, read_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,16 +75,18 @@ def drive(hooks: RunHooks, config: ml_collections.ConfigDict, workdir: str, step
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
     state, record = ckpt.restore_or_init(hooks.init, lambda s: replicate(s, mesh),
                                          lambda: replicated_shapes(hooks.init, mesh))
-    sums = EpochSums.empty(hooks.metrics)
+    sums, history = EpochSums.empty(hooks.metrics), []  # history: every epoch record so far, kept in the checkpoints
     if record is not None:
-        sums = EpochSums(**record["sums"])
+        sums, history = EpochSums(**record["sums"]), record.get("epochs")
         logging.info("resumed from checkpoint at step %d (epoch %d, step %d of %d)", record["step"],
                      record["step"] // spe + 1, record["step"] % spe, spe)
     step = int(jax.device_get(state.step))
     if step == 0 and writer_enabled:
         keep_old_metrics(workdir)
     writer = MetricsWriter(workdir, enabled=writer_enabled)
-    writer.keep_epochs_before(step // spe + 1)
+    writer.keep_epochs_before(step // spe + 1, history)
+    if history is None:  # a checkpoint saved before the records were kept in it: the file's are the history
+        history = read_metrics(writer.path) if writer_enabled else []
     if step == 0 and writer_enabled and hooks.start is not None:
         hooks.start(state)
     progress = Progress(total, spe, config.epochs, config.batch_size, enabled=writer_enabled)
@@ -101,7 +104,7 @@ def drive(hooks: RunHooks, config: ml_collections.ConfigDict, workdir: str, step
 
     def save() -> None:
         flush()
-        save_checkpoint(ckpt, workdir, step, state, {"step": step, "sums": dataclasses.asdict(sums)},
+        save_checkpoint(ckpt, workdir, step, state, {"step": step, "sums": dataclasses.asdict(sums), "epochs": history},
                         healthy=sums.consecutive_nonfinite == 0)
 
     last = None
@@ -124,6 +127,7 @@ def drive(hooks: RunHooks, config: ml_collections.ConfigDict, workdir: str, step
         if step % spe == 0:
             flush()
             last = hooks.end_epoch(EpochEnd(state, step // spe, step, sums, time.perf_counter() - t_epoch, writer))
+            history.append(json.loads(json.dumps(json_safe(last), allow_nan=False)))
             # A run of non-finite steps goes on across the epoch's end (`healthy`, max_nonfinite_steps).
             sums = dataclasses.replace(EpochSums.empty(hooks.metrics), consecutive_nonfinite=sums.consecutive_nonfinite)
             save()

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,13 +29,27 @@ class NonFiniteError(RuntimeError):
     """Too many consecutive non-finite steps; the last good checkpoint is kept."""
 
 
+# The exit status of every command: 0 done, 2 bad input (one line), 3 diverged (one line), and a run
+# stopped by a signal exits as the shell reports a process killed by it (128 + the signal's number),
+# so a scheduler never reads a preempted run as finished. A cluster's preemption notice counts as SIGTERM.
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+EXIT_STOPPED = {"SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM, "preemption": 128 + signal.SIGTERM}
+
+
 class WorkdirError(ConfigError):
     """A workdir that cannot hold this run (empty name, a file, not writable, in use, another run's)."""
+
+
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # gs://bucket/x, s3://..., file://...
 
 
 def resolve_workdir(workdir: str, example: str = "runs/search") -> str:
     """`workdir` as an absolute path, checked before any expensive work: named, a folder (or a new
     one inside a folder) and writable. Creates nothing (a probe file is created and removed)."""
+    if URL.match(workdir):
+        raise WorkdirError(f"--workdir {workdir}: a URL workdir (gs://, s3://, ...) is not supported yet; use a local "
+                           "folder, or one on a file system every host mounts (e.g. the bucket through gcsfuse)")
     if not workdir.strip():
         raise WorkdirError("--workdir is empty; name a folder for the run's checkpoints and outputs, e.g. "
                            f"--workdir={example}")
@@ -73,8 +88,17 @@ def config_differences(workdir: str, config: ml_collections.ConfigDict, runtime_
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        saved = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if not isinstance(saved, dict):
+            raise ValueError(f"a JSON {type(saved).__name__}, not an object")
+    except (UnicodeDecodeError, ValueError) as e:
+        if has_checkpoint(workdir):  # which run its checkpoints belong to is unknown: touch nothing
+            raise WorkdirError(f"workdir {workdir} holds checkpoints but its config.json is damaged "
+                               f"({type(e).__name__}: {str(e)[:80]}); restore config.json, or use a new --workdir") \
+                from None
+        return ["config.json: damaged, unreadable"]  # no progress to lose: `open_workdir` sets it aside
     if upgrade is not None:
         saved = upgrade(saved)
     now = json.loads(config.to_json())
@@ -192,11 +216,12 @@ def keep_old_metrics(workdir: str) -> None:
 def nonfinite_message(count: int, step: int, checkpoints: str, steps: list[int], knobs: str) -> str:
     """What a diverged run says: where it stopped, what is kept, and what to do next."""
     head = f"{count} consecutive non-finite steps (loss or gradient NaN/inf) up to step {step}; stopped without saving"
+    helps = f"a lower {knobs} or a tighter gradient clip (clip_norm)"
     if not steps:
-        return (f"{head}; no checkpoint was saved yet, so the workdir holds no progress: rerun on it with a lower "
-                f"{knobs} (a workdir without a checkpoint takes a new config), or raise max_nonfinite_steps")
-    return (f"{head}; the last good checkpoint (step {steps[-1]}) is kept in {checkpoints}: rerun to resume from it "
-            f"with a higher max_nonfinite_steps, or start over with a lower {knobs} in a new --workdir")
+        return (f"{head}; no checkpoint was saved yet, so the workdir holds no progress: rerun on it with {helps} "
+                "(a workdir without a checkpoint takes a new config)")
+    return (f"{head}; the last good checkpoint (step {steps[-1]}) is kept in {checkpoints}, but resuming it with the "
+            f"same settings diverges again: start over in a new --workdir with {helps}")
 
 
 def _chain(e: BaseException):

@@ -84,12 +84,16 @@ class MetricsWriter:
         values = [Summary.Value(tag=k, simple_value=v) for k, v in _scalars(record).items()]
         self._event_file().write_event(Event(wall_time=time.time(), step=step, summary=Summary(value=values)))
 
-    def keep_epochs_before(self, epoch: int) -> None:
-        """Drop records of epochs >= `epoch` (written after the checkpoint a resumed run starts from)
-        and rewrite TensorBoard from the records kept."""
+    def keep_epochs_before(self, epoch: int, records: list[dict] | None = None) -> None:
+        """Make the files hold the epochs before `epoch` (the ones the checkpoint a resumed run starts
+        from has seen): `records` when the checkpoint kept them, which restores lines a crash cut or
+        lost (a power cut can lose a line written before the checkpoint); else the file's own lines
+        of those epochs. TensorBoard is rewritten from them."""
         if not self.enabled:
             return
-        kept = [r for r in _read_kept_metrics(self.path) if r["epoch"] < epoch]
+        if records is None:  # a checkpoint from before they were kept
+            records = _read_kept_metrics(self.path)
+        kept = [r for r in records if r["epoch"] < epoch]
         with open(self.path + ".tmp", "w") as f:
             f.writelines(json.dumps(r, allow_nan=False) + "\n" for r in kept)
         os.replace(self.path + ".tmp", self.path)
@@ -109,6 +113,8 @@ class MetricsWriter:
         record = json_safe(record)
         with open(self.path, "a") as f:
             f.write(json.dumps(record, allow_nan=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         self._add_scalars(record, step)
         self._event_file().flush()
 

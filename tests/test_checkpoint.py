@@ -3,6 +3,7 @@ their types), keep-last-k that never deletes the last good checkpoint, and fallb
 silently corrupted, non-finite or empty newest checkpoint."""
 
 import os
+import re
 
 import jax
 import numpy as np
@@ -69,6 +70,26 @@ def test_damaged_and_empty_newest_checkpoints_fall_back(tmp_path, states):
     damaged = sorted(os.listdir(tmp_path / "damaged"))
     assert [d.split("-")[0] for d in damaged] == ["2", "7"]  # set aside, not deleted
     assert Checkpointer(str(root)).steps() == [1]
+
+
+def test_a_truncated_checkpoint_is_reported_in_one_readable_line(tmp_path, states, caplog):
+    """Issue 35: a truncated data file's reason was a cut-off TensorStore spec dump."""
+    root = tmp_path / "ckpt"
+    ckpt = Checkpointer(str(root), keep=5)
+    for i in (1, 2):
+        ckpt.save(i, states[i], {"step": i})
+    for dirpath, _, files in os.walk(root / "2" / "state"):
+        for f in files:
+            if os.path.basename(dirpath) == "d":
+                os.truncate(os.path.join(dirpath, f), 10)
+    with caplog.at_level("WARNING"):
+        _, record = Checkpointer(str(root), keep=5).restore_latest(states[0])
+    assert record == {"step": 1}
+    [line] = [r.getMessage() for r in caplog.records if "failed to restore" in r.getMessage()]
+    assert "\n" not in line and "tensorstore_spec" not in line and "<bound method" not in line, line
+    assert re.search(r"checkpoint 2 failed to restore \(ValueError: .*is not valid for value of size 10\); moved to "
+                     r".*damaged/2-", line), line
+    assert len(line) < 500
 
 
 def test_nothing_to_restore_returns_none(tmp_path, states):

@@ -7,9 +7,9 @@ from absl import app
 
 from jaxnas import cli
 from jaxnas.compare import config as default_config
-from jaxnas.compare.loop import run
+from jaxnas.compare.loop import closing_lines, run
 
 _CONFIG, _WORKDIR = cli.define_flags(default_config, "runs/compare", "compare")
 
 if __name__ == "__main__":
-    app.run(cli.main_for(run, _CONFIG, _WORKDIR))
+    app.run(cli.main_for(run, _CONFIG, _WORKDIR, closing_lines))

@@ -25,7 +25,7 @@ from jaxnas.compare import config as config_lib
 from jaxnas.counting import count_params
 from jaxnas.data.pipeline import image_shape_and_classes
 from jaxnas.search import loop as search_loop
-from jaxnas.spaces.base import get_space
+from jaxnas.spaces.base import arch_metric_names, get_space
 from jaxnas.train import loop as train_loop
 from jaxnas.writers import read_metrics
 
@@ -48,25 +48,20 @@ def _params(space: Any, search_workdir: str, train: ml_collections.ConfigDict, i
     return count_params(variables["params"])
 
 
-def _arch_metric_names(space: Any) -> set[str]:
-    """The names of the metrics a space logs of a derived cell (none for most spaces)."""
-    return {k for reference in space.arch_metric_references().values() for k in reference}
-
-
-def _search_once(config, name: str, seed: int, out: str) -> dict[str, Any] | None:
-    """One strategy's search (and training) at one seed: its row, or None if a signal stopped it."""
+def _search_once(config, name: str, seed: int, out: str) -> dict[str, Any]:
+    """One strategy's search (and training) at one seed: its row, or `{"stopped": signal}`."""
     search = config_lib.strategy_config(config, name)
     search.seed = seed
     space = get_space(search.space, **search_loop.config_lib.space_options(search))
     result = search_loop.run(search, out)
     if result.get("stopped"):
-        return None
+        return result
     metrics = read_metrics(os.path.join(out, "metrics.jsonl"))
     with open(os.path.join(out, "genotype.json")) as f:
         genotype = json.load(f)
     row = {"search_val_acc": metrics[-1]["val_acc"],
            # what the space knows of the derived cell (NB201: its benchmark accuracies), as the search logged it
-           **{k: metrics[-1][k] for k in _arch_metric_names(space) if k in metrics[-1]},
+           **{k: metrics[-1][k] for k in arch_metric_names(space) if k in metrics[-1]},
            "params": _params(space, out, config.train, *image_shape_and_classes(search.dataset, search.data_dir)),
            "search_seconds": sum(m["seconds"] for m in metrics), "test_acc": None, "genotype": genotype}
     if config.train_epochs:
@@ -75,7 +70,7 @@ def _search_once(config, name: str, seed: int, out: str) -> dict[str, Any] | Non
         train.seed, train.epochs = seed, config.train_epochs
         trained = train_loop.run(train, os.path.join(out, "train"))
         if trained.get("stopped"):
-            return None
+            return trained
         row["test_acc"] = trained["test_acc"]
     return row
 
@@ -94,7 +89,14 @@ def aggregate(name: str, per_seed: list[dict]) -> dict[str, Any]:
     return row
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
+def _run_dir(workdir: str, name: str, seed: int, seeds: list[int]) -> str:
+    """Where one strategy's search at one seed runs: `<workdir>/<name>`, or `.../seed<seed>` with several seeds."""
+    return os.path.join(workdir, name) if len(seeds) == 1 else os.path.join(workdir, name, f"seed{seed}")
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Run (or continue) the comparison `config` in `workdir`: `{"rows": one per strategy}` (and
+    `stopped`, the signal, when one ended it early)."""
     config_lib.validate(config, jax.device_count(), jax.process_count())
     workdir = os.path.abspath(os.path.expanduser(workdir))
     os.makedirs(workdir, exist_ok=True)
@@ -104,15 +106,25 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
         per_seed = []
         for seed in seeds:
             logging.info("comparison: %s, seed %d", name, seed)
-            out = os.path.join(workdir, name) if len(seeds) == 1 else os.path.join(workdir, name, f"seed{seed}")
-            row = _search_once(config, name, seed, out)
-            if row is None:
+            row = _search_once(config, name, seed, _run_dir(workdir, name, seed, seeds))
+            if row.get("stopped"):
                 logging.warning("stopped during %s; rerun the same command to continue the comparison", name)
-                return rows
+                return {"rows": rows, "stopped": row["stopped"]}
             per_seed.append(row)
         rows.append(aggregate(name, per_seed))
         write_table(rows, config, workdir)
-    return rows
+    return {"rows": rows}
+
+
+def closing_lines(config: ml_collections.ConfigDict, workdir: str, result: dict) -> list[str]:
+    """What a finished comparison ends with: the best strategy, where the tables are, what to run next."""
+    rows, seeds = result["rows"], config_lib.seeds(config)
+    key, what = ("test_acc", "test acc") if config.train_epochs else ("search_val_acc", "search-val acc")
+    best = max(rows, key=lambda r: r[key][0] if r[key] else -1.0)
+    score = f"{best[key][0]:.4f}" if best[key] else "–"
+    return [f"comparison done: {len(rows)} strategies; best {what}: {best['strategy']} ({score})",
+            f"outputs in {workdir}: comparison.md, comparison.json, one workdir per strategy",
+            f"next: {get_space(config.search.space).follow_up(_run_dir(workdir, best['strategy'], seeds[0], seeds))}"]
 
 
 def _cell(value, fmt: str) -> str:

@@ -8,9 +8,9 @@ from absl import app
 
 from jaxnas import cli
 from jaxnas.search import config as default_config
-from jaxnas.search.loop import run
+from jaxnas.search.loop import closing_lines, run
 
 _CONFIG, _WORKDIR = cli.define_flags(default_config, "runs/search", "search")
 
 if __name__ == "__main__":
-    app.run(cli.main_for(run, _CONFIG, _WORKDIR))
+    app.run(cli.main_for(run, _CONFIG, _WORKDIR, closing_lines))

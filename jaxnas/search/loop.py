@@ -50,7 +50,7 @@ from jaxnas.search.state import cosine_lr, search_optimizers
 from jaxnas.search.step import StepOptions, init_state, make_search_step
 from jaxnas.search.strategies import get_strategy, make_sampled_step
 from jaxnas.search.strategies.base import DeriveContext
-from jaxnas.spaces.base import get_space
+from jaxnas.spaces.base import arch_metric_names, get_space
 from jaxnas.writers import read_metrics
 
 # Keys that only change how a run is watched or stored, not what it computes: a resumed run may
@@ -218,7 +218,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, space, data: Search
                      functools.partial(_end_epoch, run), start)
     driven = drive(hooks, config, workdir, spe, mesh, stop)
     if driven.stopped:
-        return {"stopped": True, "step": driven.step}
+        return {"stopped": driven.stopped, "step": driven.step}
     _write_final(config, space, strategy, workdir, driven.state, pid == 0)
     return driven.last or {"step": driven.step}
 
@@ -368,3 +368,14 @@ def _write_final(config, space, strategy, workdir: str, state, enabled: bool) ->
         arch_dict = json.load(f)
     with open(os.path.join(workdir, "genotype.json"), "w") as f:
         json.dump(arch_dict, f, indent=1)
+
+
+def closing_lines(config: ml_collections.ConfigDict, workdir: str, result: dict) -> list[str]:
+    """What a finished search ends with: its result, where its outputs are, what to run next."""
+    last = read_metrics(os.path.join(workdir, "metrics.jsonl"))[-1]
+    space = get_space(config.space, **config_lib.space_options(config))
+    known = "".join(f", {k} {last[k]:.2f}" for k in arch_metric_names(space) if last.get(k) is not None)
+    return [f"search done: search-val acc {last['val_acc']:.4f} after epoch {last['epoch']}{known}; genotype in "
+            f"{os.path.join(workdir, 'genotype.json')}",
+            f"outputs in {workdir}: genotype.json, metrics.jsonl, cells.png, alphas.png, tensorboard/",
+            f"next: {space.follow_up(workdir)}"]

@@ -81,6 +81,9 @@ class SearchSpace(Protocol):
     # (module, extra apply args), given the training config; None where the space has none to report.
     def params_network(self, arch: Any, num_classes: int, train_config: Any) -> tuple[nn.Module, tuple] | None: ...
 
+    # The command a user runs next on a finished search's workdir (the closing line of a search).
+    def follow_up(self, workdir: str) -> str: ...
+
 
 SPACES = {"darts": DartsSpace, "nb201": NB201Space, "chain": ChainSpace}
 
@@ -95,3 +98,8 @@ def get_space(name: str, **options: Any) -> SearchSpace:
     if bad:
         raise ValueError(f"unknown option(s) {bad} for space {name!r}; valid options: {', '.join(fields)}")
     return cls(**options)
+
+
+def arch_metric_names(space: SearchSpace) -> list[str]:
+    """The names of the metrics a space logs of a derived cell (none for most spaces), in order."""
+    return list(dict.fromkeys(k for reference in space.arch_metric_references().values() for k in reference))

@@ -137,5 +137,8 @@ class ChainSpace(SpaceOptions):
 
         viz.plot_chain(arch.ops, path, title or "chain")
 
+    def follow_up(self, workdir):
+        return f"python -m jaxnas.study --config.search_workdir={workdir}   (how good its hypergradients were)"
+
     def params_network(self, arch, num_classes, train_config):
         return None

@@ -363,6 +363,9 @@ class DartsSpace(SpaceOptions):
 
         viz.plot_genotype(arch, path, title)
 
+    def follow_up(self, workdir):
+        return f"python -m jaxnas.train --config.genotype={workdir} --workdir={workdir}_train"
+
     def params_network(self, arch, num_classes, train_config):
         """The network `jaxnas.train` builds from the genotype with `train_config`'s settings."""
         from jaxnas.train.loop import build_network

@@ -170,6 +170,9 @@ class NB201Space(SpaceOptions):
 
         viz.plot_nb201(arch, path, title or "NAS-Bench-201 cell")
 
+    def follow_up(self, workdir):
+        return f"python -m jaxnas.describe {workdir}   (the cell's NAS-Bench-201 accuracies and size)"
+
     def params_network(self, arch, num_classes, train_config):
         """The space's own discrete network (the search's channels and cells)."""
         return self.network(arch, num_classes), (None,)

@@ -28,6 +28,7 @@ from jaxnas.checkpoint import Checkpointer
 from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.errors import ConfigError
 from jaxnas.preflight import log_preflight
+from jaxnas.runs import StopSignal
 from jaxnas.search import config as search_config
 from jaxnas.search import hypergrad
 from jaxnas.search import loop as search_loop
@@ -178,7 +179,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         search_dir, s_config = os.path.join(workdir, "search"), search_config.resolve(config.search)
         s_config.compilation_cache = config.compilation_cache
         logging.info("running the search trajectory into %s", search_dir)
-        search_loop.run(s_config, search_dir)
+        searched = search_loop.run(s_config, search_dir)
+        if searched.get("stopped"):
+            return searched
     dtype = jnp.float64 if config.float64 else jnp.float32
 
     space = get_space(s_config.space, **search_config.space_options(s_config))
@@ -203,7 +206,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     rows = _read_rows(csv_path, s_config.batch_size)
     done = {(r["step"], r["batch_size"]) for r in rows}
     new_file = not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0  # a run killed before its first row
-    with open(csv_path, "a", newline="") as f:
+    # SIGTERM / Ctrl-C: finish the point, write the summary of what is done, exit (a rerun continues).
+    with StopSignal() as stop, open(csv_path, "a", newline="") as f:
+        stop.step_done()
         out = csv.DictWriter(f, CSV_FIELDS)
         if new_file:
             out.writeheader()
@@ -231,12 +236,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 logging.info("study step %d (%.0f %% of the search), batch %d, cosine to %s: %s", step,
                              100 * step / total, b, reference.label,
                              ", ".join(f"{n} {c:.4f}" for n, c in cosines.items()))
+                if stop.requested:
+                    break
+            if stop.requested:
+                logging.warning("%s received: study stopped; %s keeps every point done, rerun the same command to "
+                                "continue", stop.requested, csv_path)
+                break
     summary = summarize(rows, names, METRICS)
     mixed_names = ["mixed_exact"] + [f"mixed_fd_eps{r:g}" for r in estimators.eps_scales]
     summary.update(summarize(rows, mixed_names, MIXED_METRICS))
     write_summary(summary, names, mixed_names, reference.label, os.path.join(workdir, "summary.md"))
     plot_study(rows, specs, reference.label, estimators.eps_scales, workdir)
-    return summary
+    return {"stopped": stop.requested} if stop.requested else summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,3 +388,15 @@ def plot_study(rows: list[dict], specs: list, reference: str, mixed_eps: tuple[f
     fig.tight_layout()
     fig.savefig(os.path.join(workdir, "cosine_vs_eps.png"), dpi=110)
     plt.close(fig)
+
+
+def closing_lines(config: ml_collections.ConfigDict, workdir: str, summary: dict) -> list[str]:
+    """What a finished study ends with: the closest estimator, where its outputs are, what to run next."""
+    reference = config_lib.reference_spec(config).label
+    ranked = sorted(((v["cosine"][0], name) for name, v in summary.items()
+                     if "cosine" in v and name != reference and np.isfinite(v["cosine"][0])), reverse=True)
+    best = f"; closest to {reference}: {ranked[0][1]} (median cosine {ranked[0][0]:.4f})" if ranked else ""
+    return [f"study done: {len(summary)} estimators and terms{best}",
+            f"outputs in {workdir}: summary.md, study.csv, and the plots",
+            "next: more points or batch sizes: rerun with --config.points=... or --config.batch_sizes=... "
+            "(study.csv is continued)"]

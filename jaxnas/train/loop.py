@@ -162,7 +162,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, genotype: Genotype, 
 
     driven = drive(RunHooks("training", STEP_METRICS, "lr", init, step, end_epoch), config, workdir, spe, mesh, stop)
     if driven.stopped:
-        return {"stopped": True, "step": driven.step}
+        return {"stopped": driven.stopped, "step": driven.step}
     state, step = driven.state, driven.step
     totals = test_totals(state)
     params = jax.device_get(state.params)
@@ -177,3 +177,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, genotype: Genotype, 
     logging.info("test accuracy %.4f | %s parameters | %.1f M multiply-adds", result["test_acc"],
                  f"{result['params']:,}", result["multiply_adds"] / 1e6)
     return result
+
+
+def closing_lines(config: ml_collections.ConfigDict, workdir: str, result: dict) -> list[str]:
+    """What a finished training ends with: its result, where its outputs are, what to run next."""
+    with open(os.path.join(workdir, "result.json")) as f:
+        result = json.load(f)
+    return [f"training done: test acc {result['test_acc']:.4f} after {result['epochs']} epochs, "
+            f"{result['params']:,} parameters, {result['multiply_adds'] / 1e6:.1f} M multiply-adds",
+            f"outputs in {workdir}: result.json, metrics.jsonl, tensorboard/",
+            f"next: tensorboard --logdir {workdir}"]
