@@ -48,9 +48,9 @@ def _ok(r):
     return r
 
 
-def _one_line_error(r, pattern: str) -> str:
-    """Exit status 2, no traceback, and the last line `error: ...` matching `pattern`."""
-    assert r.returncode == 2, r.stderr[-3000:]
+def _one_line_error(r, pattern: str, status: int = 2) -> str:
+    """Exit `status` (2: bad input), no traceback, and the last line `error: ...` matching `pattern`."""
+    assert r.returncode == status, r.stderr[-3000:]
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and re.search(pattern, last), r.stderr[-3000:]
@@ -85,7 +85,12 @@ def _checkpoints(workdir):
 def finished(shared, tmp_path_factory):
     """A finished one-epoch chain search (44 steps; checkpoints at 10, 20, 30, 40, 44)."""
     workdir = str(tmp_path_factory.mktemp("finished") / "run")
-    _ok(_cli(shared, "jaxnas.search", workdir, *CHAIN))
+    r = _ok(_cli(shared, "jaxnas.search", workdir, *CHAIN))
+    # Issue 35: the run ends with its result, where the outputs are and the next command.
+    last = r.stdout.strip().splitlines()[-3:]
+    assert re.match(r"search done: search-val acc 0\.\d{4} after epoch 1; genotype in .*/run/genotype.json$", last[0])
+    assert last[1].startswith(f"outputs in {workdir}: genotype.json, metrics.jsonl")
+    assert last[2].startswith(f"next: python -m jaxnas.study --config.search_workdir={workdir} ")
     return workdir
 
 
@@ -114,6 +119,30 @@ def test_a_workdir_that_cannot_be_written_is_one_line(shared, tmp_path, module):
 
 
 @pytest.mark.parametrize("module", MODULES)
+def test_a_url_workdir_is_refused_in_one_line(shared, tmp_path, module):
+    """Issue 35: `--workdir=gs://bucket/x` created ./gs:/bucket/x, trained, and died at the first
+    checkpoint with a 303-line KeyError."""
+    before = checksum(tmp_path)
+    _one_line_error(_cli(shared, module, "gs://bucket/x", cwd=tmp_path),
+                    r"--workdir gs://bucket/x: a URL workdir \(gs://, s3://, ...\) is not supported yet")
+    assert checksum(tmp_path) == before  # no ./gs:
+
+
+def test_a_damaged_config_json_beside_checkpoints_is_one_line(shared, finished, tmp_path):
+    """Issue 35: a damaged config.json was a 27-line UnicodeDecodeError (or JSONDecodeError)."""
+    workdir = str(tmp_path / "run")
+    shutil.copytree(finished, workdir)
+    for damage in (b"\xff\xfe\x00garbage", b'{"lr": 0.05, "epo'):
+        with open(os.path.join(workdir, "config.json"), "wb") as f:
+            f.write(damage)
+        before = checksum(workdir)
+        _one_line_error(_cli(shared, "jaxnas.search", workdir, *CHAIN),
+                        r"holds checkpoints but its config.json is damaged \((UnicodeDecodeError|JSONDecodeError): "
+                        r".*\); restore config.json, or use a new --workdir")
+        assert checksum(workdir) == before
+
+
+@pytest.mark.parametrize("module", MODULES)
 def test_an_empty_workdir_is_refused(shared, tmp_path, module):
     before = checksum(tmp_path)
     _one_line_error(_cli(shared, module, "", cwd=tmp_path),
@@ -136,7 +165,8 @@ def test_divergence_says_what_to_do_and_the_workdir_takes_a_lower_lr(shared, tmp
                  "--config.log_every_steps=1"]
     r = _cli(shared, "jaxnas.search", workdir, *CHAIN, *diverging)
     _one_line_error(r, r"3 consecutive non-finite steps .* no checkpoint was saved yet, so the workdir holds no "
-                       r"progress: rerun on it with a lower lr or alpha_lr")
+                       r"progress: rerun on it with a lower lr or alpha_lr or a tighter gradient clip \(clip_norm\)",
+                    status=3)
     assert _checkpoints(workdir) == []
     with open(os.path.join(workdir, "config.json")) as f:
         diverged_config = f.read()
@@ -167,8 +197,13 @@ def test_a_restart_from_scratch_keeps_the_old_metrics(shared, finished, tmp_path
     shutil.rmtree(os.path.join(workdir, "checkpoints"))
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         history = f.read()
+    with open(os.path.join(workdir, "config.json"), "wb") as f:  # damaged, and no progress to lose: set aside
+        f.write(b"\x00damaged")
     r = _ok(_cli(shared, "jaxnas.search", workdir, *CHAIN))
     assert "starting from step 0: the previous run's metrics.jsonl is kept as metrics.1.jsonl" in r.stderr
+    assert "the previous config.json is kept as config.1.json" in r.stderr
+    with open(os.path.join(workdir, "config.1.json"), "rb") as f:
+        assert f.read() == b"\x00damaged"
     with open(os.path.join(workdir, "metrics.1.jsonl")) as f:
         assert f.read() == history
     assert _metrics(workdir) == _metrics(finished)  # and the new run wrote its own

@@ -1,6 +1,7 @@
 """`python -m jaxnas.compare`: several strategies on one search config, one table."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -44,6 +45,10 @@ def test_compare_runs_each_strategy_with_the_same_budget_and_writes_one_table(tm
         assert len(row["genotypes"]) == 1 and len(row["genotypes"][0]["chain"]) == 2
     table = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "| enas |" in table and "| random_ws |" in table
+    last = r.stdout.strip().splitlines()[-3:]  # the closing block
+    assert re.match(r"comparison done: 3 strategies; best search-val acc: (darts|random_ws|enas) \(0\.\d{4}\)$",
+                    last[0])
+    assert last[1].startswith(f"outputs in {tmp_path / 'cmp'}: comparison.md") and last[2].startswith("next: ")
 
 
 def test_seeds_are_reported_as_mean_and_std():

@@ -1,9 +1,14 @@
 """Data: the offline digits TFDS builder, the CIFAR-10 path under tfds.testing.mock_data, batching
 determinism, per-host slices, augmentation on known images, and evaluation padding."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from helpers import subprocess_env
 from sklearn.datasets import load_digits
 
 from jaxnas.data import digits
@@ -107,3 +112,38 @@ def test_eval_batches_count_every_example_once():
             assert x.shape[0] == 2
             total[p] += float((mask * (y + 1)).sum())
     assert total[0] + total[1] == float((data.labels + 1).sum())
+
+
+# Issue 35: quiet preparation, and a failed one leaves nothing behind.
+PREPARE = "from jaxnas.data.pipeline import load_split; print(len(load_split('digits', 'train', {!r})))"
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_preparing_the_digits_is_one_line_unless_debugging(tmp_path, debug):
+    """A first run printed TFDS's "Downloading and preparing dataset Unknown size ...", progress bars
+    with escape codes and a "has no dataset_info.json" warning; at debug verbosity TFDS still speaks."""
+    code = (f"from absl import logging; logging.set_verbosity('debug' if {debug} else 'info'); "
+            + PREPARE.format(str(tmp_path / "tfds")))
+    r = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "1438", r.stderr[-2000:]
+    out = r.stdout + r.stderr
+    assert f"preparing digits in {tmp_path / 'tfds' / 'digits' / '1.0.0'} (once)" in r.stderr
+    tfds_noise = ("Downloading and preparing" in out, "\x1b[" in out, "dataset_info.json" in out)
+    assert tfds_noise == (debug, debug, debug), out[-2000:]
+    assert debug or "\r" not in out
+
+
+def test_a_failed_preparation_leaves_no_empty_folders(tmp_path, monkeypatch):
+    """Offline, `--config.dataset=cifar10` left an empty <data_dir>/cifar10_python/ (and downloads/)."""
+    from jaxnas.data import cifar
+
+    monkeypatch.setattr(cifar, "host_resolves", lambda url, timeout=5.0: False)  # no network
+    (tmp_path / "tfds").mkdir()
+    (tmp_path / "tfds" / "mine.txt").write_text("kept")
+    with pytest.raises(DataError, match="no network: cannot resolve the host"):
+        load_split("cifar10", "train", str(tmp_path / "tfds"))
+    assert sorted(os.listdir(tmp_path / "tfds")) == ["mine.txt"]
+    with pytest.raises(DataError, match="no network"):
+        load_split("cifar10", "train", str(tmp_path / "new" / "tfds"))
+    assert not (tmp_path / "new").exists()

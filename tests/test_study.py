@@ -4,6 +4,8 @@ small offline study end to end (darts_fd against unrolled(1) in float64, reprodu
 
 import csv
 import os
+import re
+import signal
 
 import numpy as np
 import optax
@@ -105,6 +107,32 @@ def test_offline_study_end_to_end(tmp_path):
         f.writelines(kept)
     loop.run(config, a)
     assert sorted(_values(a)) == sorted(rows)
+    lines = loop.closing_lines(config, a, summary)
+    assert len(lines) == 3 and re.match(r"study done: .* closest to unrolled_k1: \w+ \(median cosine", lines[0])
+    assert a in lines[1] and lines[2].startswith("next: ")
+
+
+def test_ctrl_c_in_the_study_keeps_its_points_and_a_rerun_completes_it(tmp_path, monkeypatch):
+    """Issue 35: Ctrl-C in the study was a 200-line KeyboardInterrupt. Now the point in progress
+    finishes, the summary of what is done is written, and the run reports the stop (exit 130)."""
+    config = _tiny(tmp_path)
+    a = str(tmp_path / "a")
+    full = loop.run(config, a)  # the search and the study, uninterrupted
+    config.search_workdir = os.path.join(a, "search")
+    b = str(tmp_path / "b")
+    evaluate = loop._evaluate_step
+
+    def interrupted(*args):
+        rows = evaluate(*args)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the first point is computed
+        return rows
+
+    monkeypatch.setattr(loop, "_evaluate_step", interrupted)
+    assert loop.run(config, b) == {"stopped": "SIGINT"}
+    assert {r[0] for r in _values(b)} == {"10"} and os.path.getsize(os.path.join(b, "summary.md")) > 0
+    monkeypatch.setattr(loop, "_evaluate_step", evaluate)
+    assert loop.run(config, b).keys() == full.keys()
+    assert sorted(_values(b)) == sorted(_values(a))
 
 
 def test_study_points_are_the_nearest_checkpoints():

@@ -3,6 +3,7 @@ without recompiling, cutout on a known image, bfloat16 compute, and exact resume
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -89,6 +90,10 @@ def test_sigkill_then_rerun_gives_the_same_final_metrics(tmp_path):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     r = subprocess.run(_cmd(tmp_path, ref, *TINY), env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    last = r.stdout.strip().splitlines()[-3:]  # the closing block
+    assert re.match(r"training done: test acc 0\.\d{4} after 3 epochs, [\d,]+ parameters", last[0])
+    assert last[1] == f"outputs in {ref}: result.json, metrics.jsonl, tensorboard/"
+    assert last[2] == f"next: tensorboard --logdir {ref}"
     p = subprocess.Popen(_cmd(tmp_path, killed, *TINY), env=subprocess_env(), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     ckpts = killed / "checkpoints"

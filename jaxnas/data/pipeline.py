@@ -9,14 +9,21 @@ numbers. That is what makes a resumed run replay exactly the batches an uninterr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import io
 import itertools
+import logging as std_logging
+import os
+import shutil
 from typing import Any
 
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
+from tensorflow_datasets.core.utils import tqdm_utils
 
 from jaxnas.data import cifar
 from jaxnas.data import digits as _digits  # noqa: F401  (registers the offline `digits` builder)
@@ -41,12 +48,40 @@ class ImageSet:
         return ImageSet(self.images[start:stop], self.labels[start:stop], self.num_classes)
 
 
+@contextlib.contextmanager
+def quiet_tfds():
+    """TFDS's banners ("Downloading and preparing dataset Unknown size ..."), progress bars and
+    warnings about folders it is about to create, hidden: nothing is downloaded for the offline
+    sets, and jaxnas says in one line what it prepares. At a debug verbosity (`--verbosity=1`) TFDS
+    speaks as usual."""
+    if logging.level_debug():
+        yield
+        return
+    absl_logger = std_logging.getLogger("absl")
+    absl_logger.addFilter(_drop_tfds)
+    bars = tqdm_utils._active  # noqa: SLF001  (TFDS keeps its progress-bar switch there; restored below)
+    tfds.display_progress_bar(False)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints its banners (termcolor) to stdout
+            yield
+    finally:
+        tfds.display_progress_bar(bars)
+        absl_logger.removeFilter(_drop_tfds)
+
+
+def _drop_tfds(record: std_logging.LogRecord) -> bool:
+    """Keep every log record but TFDS's own below ERROR."""
+    return "tensorflow_datasets" not in record.pathname or record.levelno >= std_logging.ERROR
+
+
 def tfds_builder(name: str, data_dir: str | None):
     """The TFDS builder of `name`: jaxnas's own TensorFlow-free one for CIFAR-10/100, else TFDS's."""
     if name in cifar.BUILDERS:
-        return cifar.BUILDERS[name](data_dir=data_dir or None, file_format="array_record")
+        with quiet_tfds():
+            return cifar.BUILDERS[name](data_dir=data_dir or None, file_format="array_record")
     try:
-        builder = tfds.builder(name, data_dir=data_dir or None, file_format="array_record")
+        with quiet_tfds():
+            builder = tfds.builder(name, data_dir=data_dir or None, file_format="array_record")
     except tfds.core.registered.DatasetNotFoundError:
         known = tfds.list_builders(with_community_datasets=False)
         close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
@@ -82,14 +117,19 @@ def prepared_builder(name: str, data_dir: str | None = None, download: bool = Tr
     process calls this the same number of times, so the barrier names agree.
     """
     builder = tfds_builder(name, data_dir)
-    if jax.process_index() == 0 and not builder.is_prepared():
+    if jax.process_index() == 0 and not _is_prepared(builder):
         _prepare(builder, name, download)
     if jax.process_count() > 1:
         barrier(f"jaxnas_prepare_{name}_{next(_barriers)}")
         builder = tfds_builder(name, data_dir)  # re-read: the metadata now lists the prepared splits
-        if not builder.is_prepared():
+        if not _is_prepared(builder):
             _prepare(builder, name, download)
     return builder
+
+
+def _is_prepared(builder) -> bool:
+    with quiet_tfds():  # it warns about the folder it has not yet made
+        return builder.is_prepared()
 
 
 def load_split(name: str, split: str, data_dir: str | None = None, download: bool = True) -> ImageSet:
@@ -104,14 +144,36 @@ def load_split(name: str, split: str, data_dir: str | None = None, download: boo
     return ImageSet(images, labels, int(builder.info.features["label"].num_classes))
 
 
+def _missing_folders(path: str) -> list[str]:
+    """`path` and its ancestors that do not exist yet, outermost first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing[::-1]
+
+
+def _remove_if_empty(folder: str) -> None:
+    """Remove `folder` if it holds folders only (what a failed preparation leaves), else leave it."""
+    if os.path.isdir(folder) and not any(files for _, _, files in os.walk(folder)):
+        shutil.rmtree(folder)
+
+
 def _prepare(builder, name: str, download: bool) -> None:
     if not download:
         raise DataError(f"data set {name!r} is not prepared in {builder.data_dir} and downloads are off")
+    root = os.path.dirname(os.path.dirname(builder.data_dir))  # <data_dir>/<name>/<version>
+    created = _missing_folders(builder.data_dir) + _missing_folders(os.path.join(root, "downloads"))
+    logging.info("preparing %s in %s (once)", name, builder.data_dir)
     try:
-        builder.download_and_prepare()
-    except DataError:
-        raise
+        with quiet_tfds():
+            builder.download_and_prepare()
     except Exception as e:  # network, missing TensorFlow for Image features, disk: say which set failed
+        for folder in created:  # a failed preparation leaves no empty folders behind
+            _remove_if_empty(folder)
+        if isinstance(e, DataError):
+            raise
         raise DataError(f"could not prepare data set {name!r} in {builder.data_dir}: "
                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
 
