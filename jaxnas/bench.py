@@ -47,7 +47,6 @@ from jaxnas.search.loop import search_setup
 from jaxnas.search.state import SearchState
 from jaxnas.search.step import supernet_loss
 from jaxnas.search.strategies import get_strategy
-from jaxnas.spaces.base import get_space
 
 STEPS = ("weight",) + ESTIMATORS
 
@@ -75,9 +74,8 @@ SWITCH_WARMUP_STEPS = 50
 
 def default_warmup(config: ml_collections.ConfigDict) -> int:
     """`SWITCH_WARMUP_STEPS` where the supernet's edges run behind a switch, else `WARMUP_STEPS`."""
-    config = config_lib.resolve(config)
-    mixing = get_strategy(config.strategy.name).space_options(config).get("mixing", "softmax")
-    return SWITCH_WARMUP_STEPS if mixing != "softmax" else WARMUP_STEPS
+    space, _ = config_lib.space_and_strategy(config_lib.resolve(config))
+    return SWITCH_WARMUP_STEPS if space.mixing != "softmax" else WARMUP_STEPS
 
 
 def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int = 5,
@@ -103,7 +101,7 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
         config.estimator = config_lib.estimator_block(step)
     config_lib.validate(config, jax.device_count())
     warmup = default_warmup(config) if warmup is None else warmup
-    space = get_space(config.space, **config_lib.space_options(config))
+    space, strategy = config_lib.space_and_strategy(config)
     shape, num_classes = image_shape_and_classes(config.dataset, config.data_dir)
     batch_size = config.batch_size
     keys = jax.random.split(jax.random.key(2), 3)
@@ -111,7 +109,7 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
                for k in keys]
     # The search's own setup (strategy, cost penalty, warm-up and all), as `python -m jaxnas.search` builds it.
     t0 = time.perf_counter()
-    setup = search_setup(config, space, num_classes, tuple(shape), steps_per_epoch=100)
+    setup = search_setup(config, space, strategy, num_classes, tuple(shape), steps_per_epoch=100)
     search_step = weight_step(setup.net, setup.weight_opt, setup.forward) if step == "weight" else setup.step
     train = tuple(batches[i % 2] for i in range(config_lib.train_batches_per_step(config)))
     init = setup.init

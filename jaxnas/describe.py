@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.counting import count_params, multiply_adds
-from jaxnas.spaces.darts import Genotype
-from jaxnas.spaces.nb201 import NB201Arch
 from jaxnas.spaces.resolve import resolve_architecture
+from jaxnas.vocabulary.darts import Genotype
+from jaxnas.vocabulary.nb201 import NB201Arch
 
 # name: (input shape, classes, network family)
 DATASETS: dict[str, tuple[tuple[int, int, int], int, str]] = {

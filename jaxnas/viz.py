@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 from matplotlib.path import Path  # noqa: E402
 
-from jaxnas.spaces.darts import Genotype  # noqa: E402
-from jaxnas.spaces.nb201 import EDGES as NB201_EDGES  # noqa: E402
-from jaxnas.spaces.nb201 import NB201Arch  # noqa: E402
+from jaxnas.vocabulary.darts import Genotype  # noqa: E402
+from jaxnas.vocabulary.nb201 import EDGES as NB201_EDGES  # noqa: E402
+from jaxnas.vocabulary.nb201 import NB201Arch  # noqa: E402
 
 OP_COLORS = {
     "none": "#bbbbbb",

@@ -6,7 +6,7 @@ from helpers import assert_alpha_gradient_reaches_every_row
 
 from jaxnas.nn.chain import ChainNetwork
 from jaxnas.spaces.base import get_space
-from jaxnas.spaces.chain import ChainArch
+from jaxnas.vocabulary.chain import ChainArch
 
 
 def test_chain_supernet_gradient_reaches_every_layer_and_derives():

@@ -15,7 +15,7 @@ from jaxnas.nn.nb201 import NB201Network
 from jaxnas.nn.network import NetworkCIFAR
 from jaxnas.nn.precision import ComputeDtype
 from jaxnas.nn.supernet import DartsSupernet
-from jaxnas.spaces.darts import DARTS_V2
+from jaxnas.vocabulary.darts import DARTS_V2
 
 HEAVY = {"conv_general_dilated", "dot_general", "reduce_window_sum", "reduce_window_max", "reduce_window"}
 

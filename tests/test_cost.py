@@ -14,8 +14,9 @@ from jax.test_util import check_grads
 from jaxnas.counting import count_params
 from jaxnas.nn.network import NetworkCIFAR
 from jaxnas.search import config as config_lib
-from jaxnas.search.cost import darts_costs, derived_cost, expected_cost, read_latency_table
 from jaxnas.spaces import darts
+from jaxnas.spaces.cost import darts_costs, derived_cost, expected_cost, read_latency_table
+from jaxnas.vocabulary.darts import DARTS_V1, DARTS_V2
 
 
 def test_op_costs_match_hand_counts():
@@ -42,7 +43,7 @@ def test_op_costs_match_hand_counts():
     assert m["normal"][0, sep3] > first_cell["normal"][0, sep3]
 
 
-@pytest.mark.parametrize("genotype", [darts.DARTS_V1, darts.DARTS_V2])
+@pytest.mark.parametrize("genotype", [DARTS_V1, DARTS_V2])
 def test_derived_cost_is_the_networks_own_parameter_difference(genotype):
     """Independent check: the discrete network of a genotype minus that of the same cells with every
     op a (parameter-free) pooling, counted on the network itself, is the genotype's derived cost."""
@@ -127,8 +128,8 @@ def test_nb201_and_chain_costs_are_the_networks_own_parameter_difference(space_n
     """Independent check, as for DARTS: an architecture's cost is its discrete network's parameters
     minus those of the same network with every op a parameter-free pooling; madds likewise grow
     with the convolutions' work."""
-    from jaxnas.search.cost import arch_cost, space_costs
     from jaxnas.spaces.base import get_space
+    from jaxnas.spaces.cost import arch_cost, space_costs
 
     space = get_space(space_name, channels=4, **({"cells_per_stage": 2} if space_name == "nb201" else {"layers": 3}))
     costs = space_costs(space, (8, 8, 1), "params")

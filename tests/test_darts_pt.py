@@ -6,8 +6,8 @@ import numpy as np
 
 from jaxnas.search.strategies import darts_pt
 from jaxnas.spaces.base import get_space
-from jaxnas.spaces.darts import edge_inputs
-from jaxnas.spaces.nb201 import OPS
+from jaxnas.vocabulary.darts import edge_inputs
+from jaxnas.vocabulary.nb201 import OPS
 
 
 def softmax(a):

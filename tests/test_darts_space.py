@@ -6,7 +6,8 @@ import pytest
 
 from jaxnas.describe import describe
 from jaxnas.spaces.base import get_space
-from jaxnas.spaces.darts import DARTS_V1, DARTS_V2, PRIMITIVES, Genotype, derive, edge_inputs
+from jaxnas.spaces.darts import derive
+from jaxnas.vocabulary.darts import DARTS_V1, DARTS_V2, PRIMITIVES, Genotype, edge_inputs
 
 OP = {name: i for i, name in enumerate(PRIMITIVES)}
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from jaxnas.describe import main
-from jaxnas.spaces.darts import DARTS_V1
+from jaxnas.vocabulary.darts import DARTS_V1
 
 
 def test_acceptance_command_prints_json():

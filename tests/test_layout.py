@@ -47,3 +47,45 @@ def test_the_readme_is_a_short_guide_without_measurement_logs():
     hashes = [h for h in re.findall(r"\b[0-9a-f]{7,40}\b", text) if re.search(r"\d", h) and re.search(r"[a-f]", h)]
     assert not hashes, f"the README names commits: {hashes}"
     assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), "the README dates a measurement"
+
+
+# Issue 35: one-way layering (ARCHITECTURE.md). A function-local import is an import too.
+LOWER_NAMES_UPPER = {  # package -> the packages above it, which it must not name
+    "vocabulary/": ("jaxnas.",),
+    "nn/": ("jaxnas.spaces", "jaxnas.search", "jaxnas.train", "jaxnas.study", "jaxnas.compare", "jaxnas.driver"),
+    "spaces/": ("jaxnas.search", "jaxnas.train", "jaxnas.study", "jaxnas.compare", "jaxnas.driver"),
+    "benchmarks/": ("jaxnas.spaces", "jaxnas.search", "jaxnas.train", "jaxnas.study", "jaxnas.compare"),
+    "data/": ("jaxnas.spaces", "jaxnas.nn", "jaxnas.search", "jaxnas.train", "jaxnas.study", "jaxnas.compare"),
+}
+
+
+def _imported_modules(tree) -> list[str]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+    return out
+
+
+def test_imports_flow_downwards_only():
+    upward = [f"{path}: {module}" for path, text in _sources() for lower, upper in LOWER_NAMES_UPPER.items()
+              if path.startswith(lower) for module in _imported_modules(ast.parse(text))
+              if module.startswith(upper)]
+    assert not upward, upward
+
+
+def test_the_issues_greps_find_nothing():
+    import subprocess
+
+    for pattern, folder in ((r"^ *(from|import) jaxnas\.spaces", "jaxnas/nn"),
+                            (r"^ *(from|import) jaxnas\.search", "jaxnas/spaces")):
+        r = subprocess.run(["git", "grep", "-E", pattern, folder], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 1 and not r.stdout, r.stdout  # git grep: 1 = no match
+
+
+def test_a_search_run_resolves_its_strategy_by_name_once():
+    """Names from the config become objects at the top (`space_and_strategy`) and are passed down."""
+    with open(os.path.join(PACKAGE, "search", "loop.py")) as f:
+        assert f.read().count("get_strategy(") == 0

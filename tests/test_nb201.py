@@ -10,7 +10,8 @@ from helpers import assert_alpha_gradient_reaches_every_row
 from jaxnas.describe import describe
 from jaxnas.nn.gdas import gumbel_hard
 from jaxnas.nn.nb201 import NB201Network
-from jaxnas.spaces.nb201 import EDGES, OPS, NB201Arch, all_archs, derive, init_alphas
+from jaxnas.spaces.nb201 import all_archs, derive, init_alphas
+from jaxnas.vocabulary.nb201 import EDGES, OPS, NB201Arch
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 

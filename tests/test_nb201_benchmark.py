@@ -15,7 +15,8 @@ from helpers import read_scalars, subprocess_env
 
 from jaxnas.benchmarks import nb201 as benchmark
 from jaxnas.describe import main as describe_main
-from jaxnas.spaces.nb201 import NB201Arch, all_archs
+from jaxnas.spaces.nb201 import all_archs
+from jaxnas.vocabulary.nb201 import NB201Arch
 
 
 def _rows() -> list[dict]:

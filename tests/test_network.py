@@ -7,8 +7,8 @@ import pytest
 from jaxnas.counting import multiply_adds
 from jaxnas.nn.chain import ChainNetwork
 from jaxnas.nn.network import NetworkCIFAR, NetworkImageNet, drop_path
-from jaxnas.spaces.chain import ChainArch
-from jaxnas.spaces.darts import DARTS_V2, Genotype
+from jaxnas.vocabulary.chain import ChainArch
+from jaxnas.vocabulary.darts import DARTS_V2, Genotype
 
 
 def test_cifar_network_trains_and_evaluates_under_jit():

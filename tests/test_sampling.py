@@ -26,6 +26,7 @@ from jaxnas.search.strategies import pnas_surrogate as pnas
 from jaxnas.spaces import darts, nb201
 from jaxnas.spaces.base import get_space
 from jaxnas.spaces.decisions import Decision, check_values, sample_uniform
+from jaxnas.vocabulary.darts import DARTS_V2
 
 # --- decisions and paths ------------------------------------------------------------------------
 
@@ -61,7 +62,7 @@ def test_malformed_decisions_are_named():
         check_values(darts.decisions()[:4], [0, 3, 0, 1])
     with pytest.raises(ValueError, match="op 'none' is not a sampled op"):
         darts.genotype_to_decisions(darts.Genotype((("none", 0), ("skip_connect", 1)) * 4, (2, 3, 4, 5),
-                                                   darts.DARTS_V2.reduce, (2, 3, 4, 5)))
+                                                   DARTS_V2.reduce, (2, 3, 4, 5)))
 
 
 @pytest.mark.parametrize("name, options", [
@@ -282,7 +283,7 @@ def test_bad_sampling_configs_are_named(changes, message):
 def test_enas_reward_cost_of_a_path_is_the_genotype_cost():
     """The parameter cost ENAS subtracts from a sampled cell's reward is what the cost tables give
     the same cell as a genotype (`cost.derived_cost`, the resource-aware search's count)."""
-    from jaxnas.search.cost import darts_costs, derived_cost, path_cost
+    from jaxnas.spaces.cost import darts_costs, derived_cost, path_cost
 
     costs = darts_costs(4, 3, (8, 8), "params")
     for seed in range(3):
@@ -302,9 +303,9 @@ def test_scratch_evaluation_trains_each_candidate_from_the_same_fresh_weights(tm
     config.update({"space": "chain", "channels": 4, "layers": 2, "strategy": {"name": "random_ws"}, "batch_size": 16,
                    "data_dir": str(tmp_path / "tfds")})
     config = config_lib.resolve(config)
-    space = get_space("chain", **config_lib.space_options(config))
+    space, strategy = config_lib.space_and_strategy(config)
     data = loop.search_data(config)
-    setup = loop.search_setup(config, space, data.num_classes, data.image_shape, data.steps_per_epoch)
+    setup = loop.search_setup(config, space, strategy, data.num_classes, data.image_shape, data.steps_per_epoch)
     mesh = data_mesh()
     context = loop._derive_context(config, setup, mesh, data)
     a, b = (jax.tree.map(np.asarray, space.path(jnp.asarray(v, jnp.int32))) for v in ([0, 1], [3, 2]))

@@ -22,9 +22,9 @@ from helpers import flip_bytes, read_scalars, subprocess_env
 from jaxnas.runs import NonFiniteError
 from jaxnas.search import loop
 from jaxnas.search.config import ConfigError, get_config
-from jaxnas.search.cost import darts_costs, derived_cost, expected_cost
-from jaxnas.spaces.darts import Genotype
-from jaxnas.spaces.nb201 import NB201Arch
+from jaxnas.spaces.cost import darts_costs, derived_cost, expected_cost
+from jaxnas.vocabulary.darts import Genotype
+from jaxnas.vocabulary.nb201 import NB201Arch
 
 CHAIN = ["--config.space=chain", "--config.channels=4", "--config.layers=2", "--config.batch_size=16",
          "--config.epochs=3", "--config.checkpoint_every_steps=10", "--config.log_every_steps=10"]

@@ -136,7 +136,6 @@ def test_bfloat16_compute_keeps_float32_state_and_follows_the_float32_step():
     from jaxnas.search import config as config_lib
     from jaxnas.search.config import ConfigError, get_config
     from jaxnas.search.loop import search_setup
-    from jaxnas.spaces.base import get_space
 
     kx, kv = jax.random.split(jax.random.key(0))
     train = ((jax.random.normal(kx, (16, 8, 8, 1), jnp.float32), jnp.arange(16) % 10),)
@@ -146,8 +145,7 @@ def test_bfloat16_compute_keeps_float32_state_and_follows_the_float32_step():
         c = get_config()
         c.space, c.channels, c.layers, c.compute_dtype = "chain", 4, 2, dtype
         config_lib.validate(c)
-        setup = search_setup(c, get_space(c.space, **config_lib.space_options(c)), 10, (8, 8, 1),
-                             steps_per_epoch=10, axis_name=None)
+        setup = search_setup(c, *config_lib.space_and_strategy(c), 10, (8, 8, 1), steps_per_epoch=10, axis_name=None)
         state = setup.init()
         new, metrics = jax.jit(setup.step)(state, train, val)
         kept = [(new.params, new.alphas, new.batch_stats, new.weight_opt_state, new.alpha_opt_state),

@@ -108,7 +108,8 @@ def test_offline_study_end_to_end(tmp_path):
     loop.run(config, a)
     assert sorted(_values(a)) == sorted(rows)
     lines = loop.closing_lines(config, a, summary)
-    assert len(lines) == 3 and re.match(r"study done: .* closest to unrolled_k1: \w+ \(median cosine", lines[0])
+    assert len(lines) == 3
+    assert re.match(r"study done: 6 estimators; closest to unrolled_k1: [\w.]+ \(median cosine", lines[0])
     assert a in lines[1] and lines[2].startswith("next: ")
 
 

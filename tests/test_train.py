@@ -19,10 +19,10 @@ from jaxnas.counting import count_params
 from jaxnas.data.pipeline import apply_cutout
 from jaxnas.nn.network import NetworkCIFAR
 from jaxnas.search.config import ConfigError, load_config_file
-from jaxnas.spaces.darts import DARTS_V2
 from jaxnas.train import loop
 from jaxnas.train.config import get_config
 from jaxnas.train.step import init_state, make_train_step, optimizer
+from jaxnas.vocabulary.darts import DARTS_V2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config.channels=4", "--config.layers=2", "--config.epochs=3", "--config.batch_size=32",

@@ -12,7 +12,9 @@ import pytest
 from jaxnas import viz
 from jaxnas.spaces import darts
 from jaxnas.spaces.base import get_space
-from jaxnas.spaces.nb201 import NB201Arch, all_archs
+from jaxnas.spaces.nb201 import all_archs
+from jaxnas.vocabulary.darts import DARTS_V1, DARTS_V2
+from jaxnas.vocabulary.nb201 import NB201Arch
 
 
 def _random_genotypes(n):
@@ -20,8 +22,8 @@ def _random_genotypes(n):
                           for k in ("normal", "reduce")}) for s in range(n)]
 
 
-CELLS = [("DARTS_V1", lambda: viz.genotype_figure(darts.DARTS_V1), None),
-         ("DARTS_V2", lambda: viz.genotype_figure(darts.DARTS_V2), None)]
+CELLS = [("DARTS_V1", lambda: viz.genotype_figure(DARTS_V1), None),
+         ("DARTS_V2", lambda: viz.genotype_figure(DARTS_V2), None)]
 CELLS += [(f"darts random {i}", lambda g=g: viz.genotype_figure(g), None) for i, g in enumerate(_random_genotypes(4))]
 CELLS += [(a.to_string(), lambda a=a: viz.nb201_figure(a), a.ops)
           for a in [NB201Arch(("nor_conv_3x3", "skip_connect", "avg_pool_3x3", "nor_conv_1x1", "skip_connect",
@@ -89,7 +91,7 @@ def test_edge_names_follow_the_edge_order_of_alpha():
 
 @pytest.mark.parametrize("space", ["darts", "nb201", "chain"])
 def test_ops_of_a_space_have_distinct_colours(space):
-    from jaxnas.spaces.chain import CHAIN_OPS
+    from jaxnas.vocabulary.chain import CHAIN_OPS
 
     for ops in ([CHAIN_OPS] if space == "chain" else get_space(space).op_names().values()):
         colours = [viz.OP_COLORS[op] for op in ops]

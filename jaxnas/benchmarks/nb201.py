@@ -25,7 +25,7 @@ import gzip
 import io
 from importlib import resources
 
-from jaxnas.spaces.nb201 import OPS, NB201Arch
+from jaxnas.vocabulary.nb201 import OPS, NB201Arch
 
 TABLE = "nb201_test_accuracy.csv.gz"
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "imagenet16_120")

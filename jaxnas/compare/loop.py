@@ -52,7 +52,7 @@ def _search_once(config, name: str, seed: int, out: str) -> dict[str, Any]:
     """One strategy's search (and training) at one seed: its row, or `{"stopped": signal}`."""
     search = config_lib.strategy_config(config, name)
     search.seed = seed
-    space = get_space(search.space, **search_loop.config_lib.space_options(search))
+    space, _ = search_loop.config_lib.space_and_strategy(search)
     result = search_loop.run(search, out)
     if result.get("stopped"):
         return result

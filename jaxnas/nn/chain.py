@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jaxnas.nn.network import dense
 from jaxnas.nn.ops import BatchNorm, Identity, Pool, ReLUConvBN, SepConv, Zero, conv
 from jaxnas.nn.switch import run_one
-from jaxnas.spaces.chain import DEFAULT_CHAIN_OPS, ChainArch, check_ops
+from jaxnas.vocabulary.chain import DEFAULT_CHAIN_OPS, ChainArch, check_ops
 
 Array = jax.Array
 

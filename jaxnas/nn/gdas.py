@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jaxnas.nn import switch
 from jaxnas.nn.ops import BatchNorm, darts_op, preprocess
 from jaxnas.nn.switch import run_one
-from jaxnas.spaces.darts import PRIMITIVES, STEPS, edge_inputs
+from jaxnas.vocabulary.darts import PRIMITIVES, STEPS, edge_inputs
 
 Array = jax.Array
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jaxnas.nn.depthwise import depthwise
 from jaxnas.nn.ops import BatchNorm, BatchNormStack, avg_pool_excluding_padding, torch_default_init
-from jaxnas.spaces.darts import PRIMITIVES
+from jaxnas.vocabulary.darts import PRIMITIVES
 
 Array = jax.Array
 

@@ -16,7 +16,7 @@ from jaxnas.nn.gdas import argmax_hard, gumbel_hard
 from jaxnas.nn.network import dense
 from jaxnas.nn.ops import BatchNorm, Identity, Pool, ReLUConvBN, Zero, conv, torch_default_init
 from jaxnas.nn.switch import run_one
-from jaxnas.spaces.nb201 import EDGES, NODES, OPS, NB201Arch
+from jaxnas.vocabulary.nb201 import EDGES, NODES, OPS, NB201Arch
 
 Array = jax.Array
 

@@ -8,6 +8,8 @@ Call with `train=True` and `mutable=['batch_stats']`; drop path needs a `'dropou
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -22,7 +24,7 @@ from jaxnas.nn.ops import (
     torch_bias_init,
     torch_default_init,
 )
-from jaxnas.spaces.darts import Genotype
+from jaxnas.vocabulary.darts import Genotype
 
 Array = jax.Array
 
@@ -184,6 +186,16 @@ class NetworkImageNet(nn.Module):
             name="stack",
         )
         return stack(s0, s1, train, drop_rate)
+
+
+NETWORKS = {"cifar": NetworkCIFAR, "imagenet": NetworkImageNet}
+
+
+def trained_network(genotype: Genotype, num_classes: int, options: Any, axis_name: str | None = None) -> nn.Module:
+    """The network `jaxnas.train` trains from `genotype`, as `options` (a training config: `network`
+    cifar|imagenet, `channels`, `layers`, `auxiliary_weight`) sets it up."""
+    return NETWORKS[options.network](genotype, options.channels, options.layers, num_classes,
+                                     auxiliary=options.auxiliary_weight > 0, axis_name=axis_name)
 
 
 def auxiliary_param_count(params) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 from jax import lax
 
 from jaxnas.parallel import cross_device_mean
+from jaxnas.vocabulary.darts import DARTS_OPS
 
 Array = jax.Array
 
@@ -363,17 +364,6 @@ def darts_op(
     raise ValueError(f"unknown op {name!r}; valid ops: {', '.join(DARTS_OPS)}")
 
 
-DARTS_OPS = (
-    "none",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "sep_conv_7x7",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-)
 
 
 def preprocess(C: int, reduction_prev: bool, axis_name, s0, s1, train):

@@ -3,7 +3,7 @@
 An edge sends only its input's first C/K channels through the mixed op; the other channels
 bypass it (max-pooled 2×2 on a stride-2 edge), and a channel shuffle interleaves the two so the
 next edge sees a different subset. Each node then weighs its incoming edges by β̃ = softmax(β)
-over those edges (`jaxnas.spaces.darts.edge_weights`), which steadies the choice of edges while
+over those edges (`edge_weights`), which steadies the choice of edges while
 the channel subset varies.
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jaxnas.vocabulary.darts import STEPS, edge_inputs
 
 Array = jax.Array
 
@@ -30,3 +32,11 @@ def partial_output(mixed: Array, x: Array, k: int, stride: int) -> Array:
     if stride == 2:
         rest = nn.max_pool(rest, (2, 2), strides=(2, 2))
     return channel_shuffle(jnp.concatenate([mixed, rest], axis=-1), k)
+
+
+def edge_weights(betas: jax.Array, steps: int = STEPS) -> jax.Array:
+    """PC-DARTS's β̃: softmax of β over the edges that enter each node, as one (edges,) vector."""
+    nodes = jnp.array([node for node, _ in edge_inputs(steps)])
+    shifted = betas - jax.ops.segment_max(betas, nodes, num_segments=steps)[nodes]
+    e = jnp.exp(shifted)
+    return e / jax.ops.segment_sum(e, nodes, num_segments=steps)[nodes]

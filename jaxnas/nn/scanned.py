@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from jaxnas.nn.grouped import EdgeGroup
 from jaxnas.nn.partial import partial_output
 from jaxnas.nn.search_cell import SearchCell
-from jaxnas.spaces.darts import STEPS, edge_inputs
+from jaxnas.vocabulary.darts import STEPS, edge_inputs
 
 Array = jax.Array
 

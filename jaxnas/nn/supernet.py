@@ -26,11 +26,10 @@ from jaxnas.nn.gdas import SearchCellGDAS, argmax_hard, gumbel_hard
 from jaxnas.nn.grouped import EdgeGroup
 from jaxnas.nn.network import dense, reduction_layers
 from jaxnas.nn.ops import BatchNorm, conv, darts_op
-from jaxnas.nn.partial import partial_output
+from jaxnas.nn.partial import edge_weights, partial_output
 from jaxnas.nn.scanned import SearchCellScanned, scan_groups
 from jaxnas.nn.search_cell import SearchCell
-from jaxnas.spaces.darts import PRIMITIVES, STEPS, edge_inputs
-from jaxnas.spaces.darts import edge_weights as node_edge_weights
+from jaxnas.vocabulary.darts import PRIMITIVES, STEPS, edge_inputs
 
 Array = jax.Array
 IMPLEMENTATIONS = ("scanned", "grouped", "reference")
@@ -177,7 +176,7 @@ class DartsSupernet(nn.Module):
         weights = self._cell_weights(alphas, train, tau, x.dtype)
         edge_w = {k: None for k in ("normal", "reduce")}
         if self.edge_normalization:
-            edge_w = {k: node_edge_weights(alphas[f"{k}_edges"]) for k in ("normal", "reduce")}
+            edge_w = {k: edge_weights(alphas[f"{k}_edges"]) for k in ("normal", "reduce")}
         if self.mixing != "softmax":  # impl picks GDAS's depthwise convs: shifted slices or XLA's
             cell_options = {"fast": self.impl != "reference"}
         else:

@@ -16,9 +16,9 @@ from jaxnas.errors import ConfigError  # noqa: F401  (its old home: `from jaxnas
 from jaxnas.nn.precision import COMPUTE_DTYPES
 from jaxnas.parallel import check_batch_split
 from jaxnas.search import hypergrad
-from jaxnas.search.cost import METRICS as COST_METRICS
 from jaxnas.search.strategies import STRATEGY_OPTIONS, get_strategy
-from jaxnas.spaces.base import SPACES
+from jaxnas.spaces.base import SPACES, get_space
+from jaxnas.spaces.cost import METRICS as COST_METRICS
 
 IMPLEMENTATIONS = ("scanned", "grouped", "reference")
 # The config's blocks ({name, ...options}) and their owners' choices: {choice: {option: default}}.
@@ -210,6 +210,12 @@ def upgrade_flat_keys(saved: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def space_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The options of `get_space(config.space, ...)`, the strategy's included."""
-    return {**SPACES[config.space].config_options(config), **get_strategy(config.strategy.name).space_options(config)}
+def space_and_strategy(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+    """The config's search space and strategy as objects, its names resolved once at the top (the
+    space built with the options the config and the strategy give it) and then passed down."""
+    strategy = get_strategy(config.strategy.name)
+    options = {**SPACES[config.space].config_options(config), **strategy.space_options(config)}
+    try:
+        return get_space(config.space, **options), strategy
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

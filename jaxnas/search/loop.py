@@ -44,13 +44,13 @@ from jaxnas.runs import (
     skipped_note,
 )
 from jaxnas.search import config as config_lib
-from jaxnas.search import cost as cost_lib
 from jaxnas.search import hypergrad
 from jaxnas.search.state import cosine_lr, search_optimizers
 from jaxnas.search.step import StepOptions, init_state, make_search_step
-from jaxnas.search.strategies import get_strategy, make_sampled_step
+from jaxnas.search.strategies import make_sampled_step
 from jaxnas.search.strategies.base import DeriveContext
-from jaxnas.spaces.base import arch_metric_names, get_space
+from jaxnas.spaces import cost as cost_lib
+from jaxnas.spaces.base import arch_metric_names
 from jaxnas.writers import read_metrics
 
 # Keys that only change how a run is watched or stored, not what it computes: a resumed run may
@@ -113,21 +113,22 @@ class SearchSetup:
     alpha_opt: Any
     costs: Any = None  # the cost tables of a resource-aware search (cost_weight > 0), else None
     forward: Any = None  # the strategy's per-step supernet inputs (`Strategy.forward_options`), or None
+    strategy: Any = None  # the strategy object the step was built for
 
 
 def _weighted_cost(weight, costs, alphas):
     return weight * cost_lib.expected_cost(alphas, costs)
 
 
-def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, image_shape: tuple,
+def search_setup(config: ml_collections.ConfigDict, space, strategy, num_classes: int, image_shape: tuple,
                  steps_per_epoch: int, axis_name=DATA_AXIS) -> SearchSetup:
-    """The supernet, the search step and the initial state the config describes (for images of
-    `image_shape`; the schedules count `steps_per_epoch` steps per epoch)."""
+    """The supernet, the search step and the initial state the config describes, for `space` and
+    `strategy` (`config_lib.space_and_strategy`), on images of `image_shape`; the schedules count
+    `steps_per_epoch` steps per epoch."""
     schedule = cosine_lr(config.lr, config.lr_min, config.epochs, steps_per_epoch)
     net = space.supernet(num_classes, axis_name=axis_name)
     if config.compute_dtype != "float32":
         net = ComputeDtype(net, COMPUTE_DTYPES[config.compute_dtype])
-    strategy = get_strategy(config.strategy.name)
     costs = penalty = None
     if config.cost_weight > 0:
         costs = cost_lib.space_costs(space, image_shape, config.cost_metric)
@@ -155,7 +156,7 @@ def search_setup(config: ml_collections.ConfigDict, space, num_classes: int, ima
     init = jax.jit(init_fn, compiler_options=FAST_COMPILE) if space.compiled_init else init_fn
     if jax.default_backend() != "cpu":  # see `on_host_cpu`; the same threefry bits on every backend
         init = on_host_cpu(init)
-    return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt, costs, forward)
+    return SearchSetup(net, step_fn, init, schedule, w_opt, a_opt, costs, forward, strategy)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -167,8 +168,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     log_preflight(config.compute_dtype)
     config_lib.validate(config, devices, pcount)
     config = config_lib.resolve(config)  # the blocks complete: what config.json records
+    space, strategy = config_lib.space_and_strategy(config)  # the names resolved once, passed down from here
     try:
-        space = get_space(config.space, **config_lib.space_options(config))
         if config.cost_weight > 0 and config.cost_metric not in cost_lib.METRICS:
             cost_lib.read_latency_table(config.cost_metric, next(iter(space.op_names().values())))
     except ValueError as e:
@@ -182,10 +183,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         data = search_data(config, pid, pcount)  # before the workdir exists: a failed start leaves nothing
         with open_workdir(workdir, config, RUNTIME_KEYS, config_lib.get_config(), pid, writer=pid == 0,
                           upgrade=config_lib.upgrade_flat_keys):
-            return _search(config, workdir, space, data, stop)
+            return _search(config, workdir, space, strategy, data, stop)
 
 
-def _search(config: ml_collections.ConfigDict, workdir: str, space, data: SearchData,
+def _search(config: ml_collections.ConfigDict, workdir: str, space, strategy, data: SearchData,
             stop: StopSignal) -> dict[str, Any]:
     """The search in a locked workdir holding this config, from its newest checkpoint or the start."""
     pid, pcount = jax.process_index(), jax.process_count()
@@ -198,8 +199,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, space, data: Search
                  pcount, workdir)
 
     spe, k = data.steps_per_epoch, config_lib.train_batches_per_step(config)
-    setup = search_setup(config, space, data.num_classes, data.image_shape, data.steps_per_epoch)
-    strategy = get_strategy(config.strategy.name)
+    setup = search_setup(config, space, strategy, data.num_classes, data.image_shape, data.steps_per_epoch)
     mesh = data_mesh()
     train_step = data_parallel(setup.step, mesh)
     run = SearchRun(config, space, strategy, workdir, _evaluator(setup.net, strategy, mesh),
@@ -259,7 +259,7 @@ def _derive_context(config, setup: SearchSetup, mesh, data: SearchData):
     (PNAS's scratch evaluator): built for every strategy that `needs_derive_context`."""
     pid, pcount = jax.process_index(), jax.process_count()
     net, train_data = setup.net, data.train
-    train_mode = get_strategy(config.strategy.name).eval_train_mode
+    train_mode = setup.strategy.eval_train_mode
     x, y, mask = next(iter(eval_batches(data.val_set, config.eval_batch_size, data.mean, data.std, pid, pcount)))
     batch = host_batch((x, y, mask), mesh)
 
@@ -373,7 +373,7 @@ def _write_final(config, space, strategy, workdir: str, state, enabled: bool) ->
 def closing_lines(config: ml_collections.ConfigDict, workdir: str, result: dict) -> list[str]:
     """What a finished search ends with: its result, where its outputs are, what to run next."""
     last = read_metrics(os.path.join(workdir, "metrics.jsonl"))[-1]
-    space = get_space(config.space, **config_lib.space_options(config))
+    space, _ = config_lib.space_and_strategy(config)
     known = "".join(f", {k} {last[k]:.2f}" for k in arch_metric_names(space) if last.get(k) is not None)
     return [f"search done: search-val acc {last['val_acc']:.4f} after epoch {last['epoch']}{known}; genotype in "
             f"{os.path.join(workdir, 'genotype.json')}",

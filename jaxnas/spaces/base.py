@@ -69,7 +69,7 @@ class SearchSpace(Protocol):
     # Whether initialising the supernet is worth compiling (stacked layouts) rather than running eagerly.
     compiled_init: bool
 
-    # Resource-aware search (`jaxnas.search.cost`): a cost per (α entry, row, op) for images of
+    # Resource-aware search (`jaxnas.spaces.cost`): a cost per (α entry, row, op) for images of
     # `image_shape` under `metric` (params, madds or a latency table), and a derived architecture's cost.
     def cost_tables(self, image_shape: tuple[int, ...], metric: str) -> dict[str, np.ndarray]: ...
 

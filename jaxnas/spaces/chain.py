@@ -10,37 +10,7 @@ import numpy as np
 
 from jaxnas.spaces.decisions import Decision, arch_path_cost
 from jaxnas.spaces.options import PATH_MIXINGS, SpaceOptions, check_mixing
-
-CHAIN_OPS: tuple[str, ...] = (
-    "conv_3x3",
-    "conv_5x5",
-    "sep_conv_3x3",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "identity",
-    "zero",
-)
-DEFAULT_CHAIN_OPS: tuple[str, ...] = ("conv_3x3", "conv_5x5", "max_pool_3x3", "identity")
-
-
-def check_ops(ops: tuple[str, ...]) -> tuple[str, ...]:
-    ops = tuple(ops)
-    if not ops:
-        raise ValueError(f"the chain space needs at least one op; valid ops: {', '.join(CHAIN_OPS)}")
-    for op in ops:
-        if op not in CHAIN_OPS:
-            raise ValueError(f"unknown chain op {op!r}; valid ops: {', '.join(CHAIN_OPS)}")
-    return ops
-
-
-@dataclasses.dataclass(frozen=True)
-class ChainArch:
-    """One op per layer."""
-
-    ops: tuple[str, ...]
-
-    def __post_init__(self):
-        object.__setattr__(self, "ops", check_ops(self.ops))
+from jaxnas.vocabulary.chain import DEFAULT_CHAIN_OPS, ChainArch, check_ops
 
 
 def init_alphas(rng: jax.Array, layers: int, num_ops: int) -> dict:
@@ -125,7 +95,7 @@ class ChainSpace(SpaceOptions):
     compiled_init = False
 
     def cost_tables(self, image_shape, metric):
-        from jaxnas.search import cost
+        from jaxnas.spaces import cost
 
         return cost.chain_costs(self.channels, self.layers, self.ops, tuple(image_shape[:2]), metric)
 

@@ -65,7 +65,7 @@ def check_values(decisions: Sequence[Decision], values) -> None:
 
 def arch_path_cost(space, arch, costs) -> float:
     """The cost of a derived architecture as the cost of its one-hot path."""
-    from jaxnas.search import cost
+    from jaxnas.spaces import cost
 
     path = {k: np.asarray(v, np.float64) for k, v in space.path(space.decisions_of(arch)).items()}
     return float(cost.path_cost(path, costs))

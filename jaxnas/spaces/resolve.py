@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import os
 
-from jaxnas.spaces.darts import NAMED_GENOTYPES, Genotype
-from jaxnas.spaces.nb201 import NB201Arch
+from jaxnas.vocabulary.darts import NAMED_GENOTYPES, Genotype
+from jaxnas.vocabulary.nb201 import NB201Arch
 
 
 def resolve_architecture(spec: str) -> Genotype | NB201Arch:

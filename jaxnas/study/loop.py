@@ -34,7 +34,6 @@ from jaxnas.search import hypergrad
 from jaxnas.search import loop as search_loop
 from jaxnas.search.state import inner_optimizer
 from jaxnas.search.step import supernet_loss
-from jaxnas.spaces.base import get_space
 from jaxnas.study import config as config_lib
 from jaxnas.study import mixed as mixed_lib
 
@@ -184,9 +183,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             return searched
     dtype = jnp.float64 if config.float64 else jnp.float32
 
-    space = get_space(s_config.space, **search_config.space_options(s_config))
+    space, strategy = search_config.space_and_strategy(s_config)
     data = search_loop.search_data(s_config)
-    setup = search_loop.search_setup(s_config, space, data.num_classes, data.image_shape,
+    setup = search_loop.search_setup(s_config, space, strategy, data.num_classes, data.image_shape,
                                         data.steps_per_epoch, axis_name=None)
     target = setup.init()  # in the search's own precision: the checkpoints' dtypes (and checksums) match it
     if config.float64:
@@ -393,10 +392,11 @@ def plot_study(rows: list[dict], specs: list, reference: str, mixed_eps: tuple[f
 def closing_lines(config: ml_collections.ConfigDict, workdir: str, summary: dict) -> list[str]:
     """What a finished study ends with: the closest estimator, where its outputs are, what to run next."""
     reference = config_lib.reference_spec(config).label
-    ranked = sorted(((v["cosine"][0], name) for name, v in summary.items()
-                     if "cosine" in v and name != reference and np.isfinite(v["cosine"][0])), reverse=True)
+    names = [name for name in summary if not name.startswith("mixed_")]  # mixed_*: the second-order term alone
+    ranked = sorted(((summary[name]["cosine"][0], name) for name in names
+                     if name != reference and np.isfinite(summary[name]["cosine"][0])), reverse=True)
     best = f"; closest to {reference}: {ranked[0][1]} (median cosine {ranked[0][0]:.4f})" if ranked else ""
-    return [f"study done: {len(summary)} estimators and terms{best}",
+    return [f"study done: {len(names)} estimators{best}",
             f"outputs in {workdir}: summary.md, study.csv, and the plots",
             "next: more points or batch sizes: rerun with --config.points=... or --config.batch_sizes=... "
             "(study.csv is continued)"]

@@ -20,7 +20,7 @@ from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_datase
 from jaxnas.data.streaming import StreamingBatcher, open_split, streaming_eval_batches
 from jaxnas.driver import EpochEnd, RunHooks, drive
 from jaxnas.errors import ConfigError
-from jaxnas.nn.network import NetworkCIFAR, NetworkImageNet
+from jaxnas.nn.network import trained_network
 from jaxnas.nn.precision import COMPUTE_DTYPES
 from jaxnas.parallel import (
     DATA_AXIS,
@@ -36,10 +36,10 @@ from jaxnas.runs import (
     open_workdir,
     skipped_note,
 )
-from jaxnas.spaces.darts import Genotype
 from jaxnas.spaces.resolve import resolve_architecture
 from jaxnas.train import config as config_lib
 from jaxnas.train.step import init_state, lr_schedule, make_eval_totals, make_train_step, optimizer
+from jaxnas.vocabulary.darts import Genotype
 
 STEP_METRICS = ("train_loss", "train_acc")
 
@@ -57,9 +57,7 @@ def resolve_genotype(spec: str) -> Genotype:
 
 
 def build_network(config: ml_collections.ConfigDict, genotype: Genotype, num_classes: int, axis_name=None):
-    cls = NetworkCIFAR if config.network == "cifar" else NetworkImageNet
-    return cls(genotype, config.channels, config.layers, num_classes, auxiliary=config.auxiliary_weight > 0,
-               axis_name=axis_name)
+    return trained_network(genotype, num_classes, config, axis_name)
 
 
 def drop_rate(config: ml_collections.ConfigDict, epoch: int) -> float:

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxnas.parallel import cross_device_mean
-from jaxnas.search import cost as cost_lib
 from jaxnas.search.strategies import enas_controller as ctl
 from jaxnas.search.strategies.sampled import SampledStrategy
+from jaxnas.spaces import cost as cost_lib
 
 
 def controller_of(config, space) -> ctl.Controller:

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas.spaces.darts import SAMPLED_OPS, STEPS
+from jaxnas.spaces.darts import SAMPLED_OPS
+from jaxnas.vocabulary.darts import STEPS
 
 Block = tuple[int, int, int, int]  # (in1, op1, in2, op2), in1 < in2
 Cell = tuple[Block, ...]

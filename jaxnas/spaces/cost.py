@@ -24,7 +24,7 @@ import numpy as np
 from jaxnas.counting import count_params, multiply_adds
 from jaxnas.nn.network import reduction_layers
 from jaxnas.nn.ops import darts_op
-from jaxnas.spaces import darts
+from jaxnas.vocabulary import darts, nb201
 
 METRICS = ("params", "madds")  # or the path of a latency table (.json)
 
@@ -100,7 +100,6 @@ def darts_costs(channels: int, layers: int, image_hw: tuple[int, int], metric: s
 def nb201_costs(channels: int, cells_per_stage: int, image_hw: tuple[int, int], metric: str) -> dict[str, np.ndarray]:
     """Cost of every (edge, op) of the NB201 cell, summed over the network's cells (three stages of
     `cells_per_stage` cells at C, 2C, 4C channels and full, half, quarter resolution)."""
-    from jaxnas.spaces import nb201
 
     table = read_latency_table(metric, nb201.OPS) if metric not in METRICS else None
     costs = np.zeros((len(nb201.EDGES), len(nb201.OPS)))
