@@ -92,6 +92,18 @@ def _start_and_signal(shared, workdir, sig, flags=CHAIN, devices=None):
     return p.returncode, err
 
 
+def _kill_once_checkpointed(shared, workdir, step):
+    """Start the chain search and SIGKILL it as soon as a checkpoint at or after `step` exists."""
+    p = subprocess.Popen(_cmd(shared, workdir, *CHAIN), env=subprocess_env(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not any(s >= step for s in _checkpoints(workdir)) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    p.kill()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGKILL, err[-2000:]
+
+
 # The tests that compare with one uninterrupted chain run share one xdist worker, so it runs once.
 CHAIN_RESUME = pytest.mark.xdist_group("chain_resume")
 
@@ -170,14 +182,7 @@ def test_a_metrics_line_cut_after_its_checkpoint_is_written_again(shared, refere
     written (the page cache held it). The resumed run writes it again from the checkpoint's record:
     metrics.jsonl and TensorBoard equal an uninterrupted run's (they had epochs 1 and 3 only)."""
     workdir = str(tmp_path / "cut")
-    p = subprocess.Popen(_cmd(shared, workdir, *CHAIN), env=subprocess_env(), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not any(s >= 88 for s in _checkpoints(workdir)) and p.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    p.kill()
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == -signal.SIGKILL, err[-2000:]
+    _kill_once_checkpointed(shared, workdir, 88)
     path = os.path.join(workdir, "metrics.jsonl")
     with open(path) as f:
         lines = f.readlines()
@@ -246,14 +251,7 @@ def test_sigkill_between_tensorboard_and_checkpoint_logs_every_scalar_once(share
     on: the files of a run killed after epoch 1 went to metrics.jsonl and TensorBoard but before its
     checkpoint. The resumed run redoes epoch 1; TensorBoard holds each scalar once, none lost."""
     workdir = str(tmp_path / "killed")
-    p = subprocess.Popen(_cmd(shared, workdir, *CHAIN), env=subprocess_env(), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not any(s >= 44 for s in _checkpoints(workdir)) and p.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    p.kill()
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == -signal.SIGKILL, err[-2000:]
+    _kill_once_checkpointed(shared, workdir, 44)
     assert read_scalars(os.path.join(workdir, "tensorboard"))  # epoch 1 reached TensorBoard before the kill
     for s in _checkpoints(workdir):
         if s >= 44:
