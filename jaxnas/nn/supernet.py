@@ -143,6 +143,12 @@ class DartsSupernet(nn.Module):
     rematerialised (`impl='reference'`: XLA's convolutions, stored activations; same numbers).
     `mixing='path'` runs GDAS's cell on a given path: α is one-hot per edge (`none` on the edges a
     sampled cell does not use), as ENAS and random search draw it.
+
+    `last_bn` ends the cells in BN + ReLU before the global pool, as the GDAS authors' search
+    network does (`lastact` in AutoDL-Projects' `NASNetworkGDAS`; DARTS's has none). Default (None):
+    on for GDAS (`mixing='gumbel'`), off otherwise. A network whose path changes every step needs
+    it: without it the classifier reads features whose scale changes with the drawn path, and the
+    loss of uniformly drawn paths rises above ln 10 (the authors' network without it does the same).
     """
 
     C: int = 16
@@ -155,6 +161,7 @@ class DartsSupernet(nn.Module):
     mixing: str = "softmax"
     partial_channels: int = 1
     edge_normalization: bool = False
+    last_bn: bool | None = None  # BN + ReLU before the global pool; None: for `mixing='gumbel'` (GDAS) only
 
     def _cell_weights(self, alphas: Mapping[str, Array], train: bool, tau, dtype) -> dict[str, Any]:
         if self.mixing == "path":  # α is the one-hot path itself
@@ -193,6 +200,8 @@ class DartsSupernet(nn.Module):
             args = (s0, s1, weights[kind], train) + ((edge_w[kind],) if self.edge_normalization else ())
             s0, s1 = s1, cell(*args)
             reduction_prev = reduction
+        if (self.mixing == "gumbel") if self.last_bn is None else self.last_bn:
+            s1 = nn.relu(BatchNorm(axis_name=self.axis_name, name="last_bn")(s1, train))
         out = jnp.mean(s1, axis=(1, 2))
         return dense(self.num_classes, s1.shape[-1], "classifier")(out)
 
