@@ -186,7 +186,9 @@ class NB201Network(nn.Module):
             if self.mixing == "path":
                 weights = a
             elif self.mixing == "gumbel":
-                weights = gumbel_hard(a, self.make_rng("gumbel"), tau)[0] if train else argmax_hard(a)[0]
+                # no 'gumbel' rng in training mode: the strongest ops, as in evaluation (see DartsSupernet)
+                draw = train and self.has_rng("gumbel")
+                weights = gumbel_hard(a, self.make_rng("gumbel"), tau)[0] if draw else argmax_hard(a)[0]
             else:
                 weights = jax.nn.softmax(a, axis=-1)
             weights = weights.astype(x.dtype)

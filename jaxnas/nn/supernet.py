@@ -167,7 +167,9 @@ class DartsSupernet(nn.Module):
         if self.mixing == "path":  # α is the one-hot path itself
             return {k: argmax_hard(alphas[k].astype(dtype)) for k in ("normal", "reduce")}
         if self.mixing == "gumbel":
-            if not train:
+            # Evaluation, or training-mode BN without a draw (no 'gumbel' rng: search-val scoring of
+            # the derived path with batch statistics, `Strategy.eval_train_mode`): each edge's strongest op.
+            if not train or not self.has_rng("gumbel"):
                 return {k: argmax_hard(alphas[k]) for k in ("normal", "reduce")}
             keys = jax.random.split(self.make_rng("gumbel"))
             return {k: gumbel_hard(alphas[k], key, tau) for k, key in zip(("normal", "reduce"), keys)}

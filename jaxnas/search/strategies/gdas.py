@@ -49,5 +49,9 @@ class GdasStrategy(Strategy):
         return options
 
 
-GDAS = GdasStrategy("gdas", spaces=("darts", "nb201"), studiable=False,
+# Search-val scores the derived (argmax) path with batch statistics (`eval_train_mode`), as for the
+# sampling strategies: BN's running statistics average over every path drawn so far, and the
+# authors' code never evaluates with them during the search (its reported search accuracy is of the
+# Gumbel draws, in training mode).
+GDAS = GdasStrategy("gdas", spaces=("darts", "nb201"), studiable=False, eval_train_mode=True,
                     options=(("tau_max", 10.0), ("tau_min", 0.1)))  # its loss is a random draw per pass
