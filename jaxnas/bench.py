@@ -129,7 +129,7 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
         "config": dict(space=config.space, dataset=config.dataset, image_shape=list(shape), channels=config.channels,
                        layers=config.layers, batch_size=batch_size, step=config.strategy.name if own_step else step,
                        impl=config.impl, remat=config.remat, compute_dtype=config.compute_dtype,
-                       strategy=config.strategy.name),
+                       matmul_precision=config.matmul_precision, strategy=config.strategy.name),
         "device": f"{jax.devices()[0].platform} x{jax.device_count()}",
         "device_kind": jax.devices()[0].device_kind,
         "compiler_options": compiler_options or {},

@@ -207,3 +207,56 @@ def test_on_host_cpu_computes_on_the_host_and_places_the_result_on_the_device():
     out = subprocess.run([sys.executable, "-c", ON_HOST_CHECK], capture_output=True, text=True, timeout=300,
                          env=subprocess_env(devices=2, PYTHONPATH=ROOT))
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def _precisions(hlo: str) -> list[str]:
+    """The precision of every dot and convolution in a StableHLO text, in order."""
+    found = []
+    for line in hlo.splitlines():
+        if "stablehlo.dot_general" in line:
+            found.append(line.split("precision = [")[1].split(",")[0] if "precision = [" in line else "unset")
+        elif "stablehlo.convolution" in line:
+            found.append(line.split("#stablehlo<precision ")[1].split(">")[0] if "#stablehlo<precision" in line
+                         else "unset")
+    return found
+
+
+def test_every_matmul_and_convolution_of_the_search_step_has_the_configured_precision():
+    """Issue 35: a float32 search on a TPU or an Ampere GPU computed its dots and convolutions in
+    bfloat16 or TF32 passes, because none of them set a precision (the old code wrote DEFAULT
+    everywhere). Every dot and convolution of the DARTS search step (stem, depthwise and pointwise
+    convolutions, classifier; forward and backward) carries `matmul_precision`."""
+    from jaxnas.search import config as config_lib
+    from jaxnas.search.config import get_config
+    from jaxnas.search.loop import search_setup
+
+    c = get_config()
+    c.channels, c.layers, c.matmul_precision = 4, 2, "highest"
+    config_lib.validate(c)
+    setup = search_setup(c, *config_lib.space_and_strategy(c), 10, (8, 8, 1), steps_per_epoch=10, axis_name=None)
+    state = jax.eval_shape(setup.init)
+    batch = (jax.ShapeDtypeStruct((4, 8, 8, 1), jnp.float32), jax.ShapeDtypeStruct((4,), jnp.int32))
+    found = _precisions(jax.jit(setup.step).lower(state, (batch,), batch).as_text())
+    assert len(found) > 50, found  # the network's convolutions and dots, forward and backward
+    assert set(found) == {"HIGHEST"}, found
+
+
+def test_hypergradient_inner_products_are_float32_at_any_matmul_precision():
+    """‖∇‖ in darts_fd's ε and the CG solves' inner products: float32 even where the network's
+    matmuls run at the backend's fast default."""
+    from jaxnas.search.hypergrad import tree_dot
+
+    tree = {"a": jax.ShapeDtypeStruct((3, 4), jnp.float32), "b": jax.ShapeDtypeStruct((5,), jnp.float32)}
+    with jax.default_matmul_precision("bfloat16"):
+        found = _precisions(jax.jit(tree_dot).lower(tree, tree).as_text())
+    assert found == ["HIGHEST", "HIGHEST"], found
+
+
+def test_matmul_precision_is_one_of_three_names():
+    from jaxnas.search import config as config_lib
+    from jaxnas.search.config import ConfigError, get_config
+
+    c = get_config()
+    c.matmul_precision = "tf32"
+    with pytest.raises(ConfigError, match="matmul_precision.*highest"):
+        config_lib.validate(c)

@@ -13,7 +13,7 @@ import ml_collections
 
 from jaxnas import config_blocks
 from jaxnas.errors import ConfigError  # noqa: F401  (its old home: `from jaxnas.search.config import ConfigError` works)
-from jaxnas.nn.precision import COMPUTE_DTYPES
+from jaxnas.nn.precision import COMPUTE_DTYPES, MATMUL_PRECISIONS
 from jaxnas.parallel import check_batch_split
 from jaxnas.search import hypergrad
 from jaxnas.search.strategies import STRATEGY_OPTIONS, get_strategy
@@ -57,6 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
     # "bfloat16": the supernet computes in bfloat16 (TPU/GPU); weights, α, BN statistics and optimizer
     # states stay float32. Slower on XLA:CPU, where bfloat16 is emulated.
     c.compute_dtype = "float32"
+    # float32 dots and convolutions: "highest" (float32 on every backend), "high" (TF32 on GPUs) or
+    # "default" (the backend's fast path: TF32 on GPUs, one bfloat16 pass on TPUs)
+    c.matmul_precision = "highest"
     # --- strategy --- how to search
     # {name, ...its options}: darts | darts_pt | gdas | pcdarts | random_ws | enas | pnas
     # (jaxnas/search/strategies/); `--config.strategy.name=gdas --config.strategy.tau_max=5`
@@ -146,6 +149,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
                               f"{strategy.name!r} has its own step (leave {key} at {default!r})")
     _choice(config, "impl", IMPLEMENTATIONS)
     _choice(config, "compute_dtype", tuple(COMPUTE_DTYPES))
+    _choice(config, "matmul_precision", tuple(MATMUL_PRECISIONS))
     if config.compute_dtype != "float32" and config.estimator.name == "darts_fd":
         raise ConfigError(f"estimator darts_fd needs compute_dtype float32: its finite difference (ε = "
                           f"{config.estimator.eps_scale}/‖∇‖) is below {config.compute_dtype}'s resolution; use "

@@ -34,7 +34,10 @@ Estimate = tuple[Any, dict[str, jax.Array]]  # (dα, diagnostics: val_loss, hype
 
 
 def tree_dot(a, b) -> jax.Array:
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    """Σ <a_i, b_i> in full float32 on every backend (a TPU's default would round to bfloat16, and
+    DARTS's ε = eps_scale/‖∇‖ and the CG solves read these sums)."""
+    return sum(jnp.vdot(x, y, precision=jax.lax.Precision.HIGHEST)
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def tree_norm(a) -> jax.Array:

@@ -26,7 +26,7 @@ from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
 from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
 from jaxnas.driver import EpochEnd, RunHooks, drive
 from jaxnas.errors import ConfigError
-from jaxnas.nn.precision import COMPUTE_DTYPES, ComputeDtype
+from jaxnas.nn.precision import COMPUTE_DTYPES, ComputeDtype, MatmulPrecision
 from jaxnas.parallel import (
     DATA_AXIS,
     data_mesh,
@@ -129,6 +129,7 @@ def search_setup(config: ml_collections.ConfigDict, space, strategy, num_classes
     net = space.supernet(num_classes, axis_name=axis_name)
     if config.compute_dtype != "float32":
         net = ComputeDtype(net, COMPUTE_DTYPES[config.compute_dtype])
+    net = MatmulPrecision(net, config.matmul_precision)
     costs = penalty = None
     if config.cost_weight > 0:
         costs = cost_lib.space_costs(space, image_shape, config.cost_metric)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnas.errors import ConfigError
-from jaxnas.nn.precision import COMPUTE_DTYPES
+from jaxnas.nn.precision import COMPUTE_DTYPES, MATMUL_PRECISIONS
 from jaxnas.parallel import check_batch_split
 
 LR_SCHEDULES = ("cosine", "exponential")
@@ -38,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.auxiliary_weight = 0.0  # > 0 adds the auxiliary head at 2/3 depth with this loss weight
     c.drop_path = 0.1  # final drop-path rate, ramped linearly from 0 over training
     c.compute_dtype = "float32"  # "bfloat16": activations and matmuls; params and BN statistics stay float32
+    c.matmul_precision = "highest"  # float32 dots and convolutions: highest (float32), high (TF32) or default
     # --- optimisation --- SGD with momentum
     c.epochs = 25  # passes over the train split
     c.batch_size = 32  # global, over all devices and hosts
@@ -78,6 +79,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
         raise ConfigError(f"config is missing key(s) {', '.join(missing)}; start from jaxnas.train.config.get_config()")
     _choice(config, "lr_schedule", LR_SCHEDULES)
     _choice(config, "compute_dtype", tuple(COMPUTE_DTYPES))
+    _choice(config, "matmul_precision", tuple(MATMUL_PRECISIONS))
     _choice(config, "network", NETWORKS)
     for key in ("epochs", "batch_size", "channels", "layers", "eval_batch_size", "keep_checkpoints",
                 "max_nonfinite_steps", "log_every_steps"):

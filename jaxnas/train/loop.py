@@ -21,7 +21,7 @@ from jaxnas.data.streaming import StreamingBatcher, open_split, streaming_eval_b
 from jaxnas.driver import EpochEnd, RunHooks, drive
 from jaxnas.errors import ConfigError
 from jaxnas.nn.network import trained_network
-from jaxnas.nn.precision import COMPUTE_DTYPES
+from jaxnas.nn.precision import COMPUTE_DTYPES, MatmulPrecision
 from jaxnas.parallel import (
     DATA_AXIS,
     data_mesh,
@@ -123,7 +123,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, genotype: Genotype, 
     compute_dtype = COMPUTE_DTYPES[config.compute_dtype]
     schedule = lr_schedule(config.lr, config.lr_schedule, config.epochs, spe, config.lr_decay)
     opt = optimizer(schedule, config.momentum, config.weight_decay, config.clip_norm)
-    net = build_network(config, genotype, num_classes, axis_name=DATA_AXIS)
+    net = MatmulPrecision(build_network(config, genotype, num_classes, axis_name=DATA_AXIS), config.matmul_precision)
     sample = jnp.zeros((2, *image_shape), jnp.float32)
     init = jax.jit(lambda: init_state(build_network(config, genotype, num_classes), sample,
                                       jax.random.key(config.seed), opt), compiler_options=FAST_COMPILE)
