@@ -14,7 +14,7 @@ from fake_cifar import write_fake_cifar10, write_fake_cifar100
 from helpers import subprocess_env
 from tensorflow_datasets.core import hashing
 
-from jaxnas.data import cifar
+from jaxnas.data import cifar, download
 from jaxnas.data.pipeline import DataError, image_shape_and_classes, load_split
 
 
@@ -60,7 +60,7 @@ def test_a_damaged_archive_is_one_line_naming_the_file(tmp_path):
 
 
 def test_no_network_fails_at_once_and_says_where_to_put_the_archive(tmp_path, monkeypatch):
-    monkeypatch.setattr(cifar, "host_resolves", lambda url: False)
+    monkeypatch.setattr(download, "host_resolves", lambda url: False)
     start = time.monotonic()
     with pytest.raises(DataError) as e:
         load_split("cifar100", "train", str(tmp_path))

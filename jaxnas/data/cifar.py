@@ -9,23 +9,20 @@ splits hold the same images in the same order whether or not TensorFlow is insta
 
 The archive is taken from `<data_dir>/downloads/manual/`, `<data_dir>/downloads/` or `<data_dir>/`
 if it is there (for machines without network); otherwise it is downloaded once, after a quick
-check that the host resolves, and its MD5 is verified.
+check that the host resolves, and its MD5 is verified (`jaxnas.data.download`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import pickle
-import socket
 import tarfile
-import urllib.parse
-import urllib.request
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jaxnas.data.download import by_hand, filename_of, find_or_download
 from jaxnas.data.errors import DataError
 
 IMAGE_SHAPE = (32, 32, 3)
@@ -47,7 +44,7 @@ class Archive:
 
     @property
     def filename(self) -> str:
-        return os.path.basename(urllib.parse.urlparse(self.url).path)
+        return filename_of(self.url)
 
 
 CIFAR10 = Archive("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
@@ -55,69 +52,6 @@ CIFAR10 = Archive("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c5
                   b"labels", 10)
 CIFAR100 = Archive("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85",
                    "cifar-100-python", {"train": ["train"], "test": ["test"]}, b"fine_labels", 100)
-
-
-def _md5(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def candidate_paths(archive: Archive, download_dir: str) -> list[str]:
-    """Where a hand-downloaded archive is looked for, first match wins."""
-    root = os.path.dirname(os.path.normpath(download_dir))
-    return [os.path.join(download_dir, "manual", archive.filename), os.path.join(download_dir, archive.filename),
-            os.path.join(root, archive.filename)]
-
-
-def _by_hand(archive: Archive, download_dir: str) -> str:
-    return (f"download {archive.url} by hand and put it at {candidate_paths(archive, download_dir)[0]} "
-            f"(the folder of --config.data_dir)")
-
-
-def host_resolves(url: str, timeout: float = 5.0) -> bool:
-    """Whether the URL's host has an address: without network this answers in seconds, where a
-    download would spend minutes in retries."""
-    host = urllib.parse.urlparse(url).hostname or ""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
-    try:
-        socket.getaddrinfo(host, 443)
-        return True
-    except OSError:
-        return False
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
-def download(archive: Archive, download_dir: str) -> str:
-    """Download the archive into `download_dir` (atomically, MD5-checked); returns its path."""
-    if not host_resolves(archive.url):
-        raise DataError(f"no network: cannot resolve the host of {archive.url}; {_by_hand(archive, download_dir)}")
-    os.makedirs(download_dir, exist_ok=True)
-    path = os.path.join(download_dir, archive.filename)
-    partial = path + ".partial"
-    try:
-        with urllib.request.urlopen(archive.url, timeout=60) as response, open(partial, "wb") as f:
-            while block := response.read(1 << 20):
-                f.write(block)
-    except OSError as e:
-        raise DataError(f"could not download {archive.url}: {e}; {_by_hand(archive, download_dir)}") from None
-    if _md5(partial) != archive.md5:
-        os.remove(partial)
-        raise DataError(f"the download of {archive.url} is damaged (MD5 mismatch); run again, or "
-                        f"{_by_hand(archive, download_dir)}")
-    os.replace(partial, path)
-    return path
-
-
-def find_or_download(archive: Archive, download_dir: str) -> str:
-    for path in candidate_paths(archive, download_dir):
-        if os.path.isfile(path):
-            return path
-    return download(archive, download_dir)
 
 
 def read_split(path: str, archive: Archive, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +69,7 @@ def read_split(path: str, archive: Archive, split: str) -> tuple[np.ndarray, np.
                 labels.append(np.asarray(batch[archive.label_key], np.int64))
     except (tarfile.TarError, EOFError, OSError, KeyError, ValueError, pickle.UnpicklingError) as e:
         raise DataError(f"{path} is not a readable CIFAR python archive ({type(e).__name__}: {e}); delete it and "
-                        f"run again to download it, or {_by_hand(archive, os.path.dirname(path))}") from None
+                        f"run again to download it, or {by_hand(archive, os.path.dirname(path))}") from None
     images, labels = np.concatenate(images), np.concatenate(labels)
     if len(images) != len(labels) or labels.min() < 0 or labels.max() >= archive.num_classes:
         raise DataError(f"{path} holds {len(images)} images and {len(labels)} labels in 0..{labels.max()}; expected "
