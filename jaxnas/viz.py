@@ -34,6 +34,10 @@ OP_COLORS = {
     "conv_5x5": "#8c564b",
     "identity": "#2ca02c",
     "zero": "#bbbbbb",
+    # the recurrent cell's activations (identity as the chain's)
+    "tanh": "#d62728",
+    "relu": "#1f77b4",
+    "sigmoid": "#9467bd",
 }
 
 
@@ -185,6 +189,26 @@ def nb201_figure(arch: NB201Arch, title: str = "NAS-Bench-201 cell"):
 
 def plot_nb201(arch: NB201Arch, path: str, title: str = "NAS-Bench-201 cell") -> None:
     _save(nb201_figure(arch, title), path)
+
+
+def recurrent_figure(recurrent: Sequence[tuple[str, int]], concat: Sequence[int], title: str = "recurrent cell"):
+    """A recurrent cell: x_t and h_{t-1} into node 0 (tanh), each node from its predecessor through
+    its activation, the averaged nodes into h_t."""
+    steps = len(recurrent)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * (steps + 3)), 4.2))
+    labels = ["c_{x_t, h_t-1}", "0"] + [str(i) for i in range(1, steps + 1)] + ["c_{h_t}"]
+    positions = [(0.0, 0.0), (3.0, 0.0)] + [(3.0 + 1.6 * i, 1.2 * (-1) ** i) for i in range(1, steps + 1)]
+    positions.append((3.0 + 1.6 * (steps + 1), 0.0))
+    edges = [(0, 1, "tanh")] + [(1 + j, 1 + i, op) for i, (op, j) in enumerate(recurrent, start=1)]
+    edges += [(1 + i, len(labels) - 1, "") for i in concat]
+    _draw_graph(ax, labels, positions, edges, title)
+    ax.set_ylim(-3.4, 3.4)  # room for the arcs into h_t
+    return fig
+
+
+def plot_recurrent(recurrent: Sequence[tuple[str, int]], concat: Sequence[int], path: str,
+                   title: str = "recurrent cell") -> None:
+    _save(recurrent_figure(recurrent, concat, title), path)
 
 
 def chain_figure(ops: Sequence[str], title: str = "chain"):

@@ -28,6 +28,14 @@ def test_nothing_outside_spaces_and_strategies_asks_which_one_it_is():
     assert not found, found
 
 
+def test_nothing_outside_tasks_and_spaces_asks_which_task_it_is():
+    """Issue 36: the engine asks its task (`jaxnas.tasks`) for data, loss, carried state and metrics."""
+    pattern = re.compile(r'task(\.name)? ==|== "(language_model|image_classification)"|\.task\.name ==')
+    found = [f"{path}:{n}" for path, text in _sources() if not path.startswith(("tasks/", "spaces/"))
+             for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)]
+    assert not found, found
+
+
 def test_no_function_takes_more_than_eight_parameters():
     too_many = []
     for path, text in _sources():
@@ -52,8 +60,10 @@ def test_the_readme_is_a_short_guide_without_measurement_logs():
 # Issue 35: one-way layering (ARCHITECTURE.md). A function-local import is an import too.
 LOWER_NAMES_UPPER = {  # package -> the packages above it, which it must not name
     "vocabulary/": ("jaxnas.",),
-    "nn/": ("jaxnas.spaces", "jaxnas.search", "jaxnas.train", "jaxnas.study", "jaxnas.compare", "jaxnas.driver"),
-    "spaces/": ("jaxnas.search", "jaxnas.train", "jaxnas.study", "jaxnas.compare", "jaxnas.driver"),
+    "nn/": ("jaxnas.spaces", "jaxnas.tasks", "jaxnas.search", "jaxnas.train", "jaxnas.study", "jaxnas.compare",
+            "jaxnas.driver"),
+    "spaces/": ("jaxnas.tasks", "jaxnas.search", "jaxnas.train", "jaxnas.study", "jaxnas.compare", "jaxnas.driver"),
+    "tasks/": ("jaxnas.search", "jaxnas.train", "jaxnas.study", "jaxnas.compare", "jaxnas.driver"),
     "benchmarks/": ("jaxnas.spaces", "jaxnas.search", "jaxnas.train", "jaxnas.study", "jaxnas.compare"),
     "data/": ("jaxnas.spaces", "jaxnas.nn", "jaxnas.search", "jaxnas.train", "jaxnas.study", "jaxnas.compare"),
 }

@@ -88,14 +88,15 @@ def mixed_cell(params, probs, x, h, masks, stats, train, axis_name=None):
     return jnp.mean(jnp.stack(states[1:]), 0), stats
 
 
-def path_cell(params, path, x, h, masks, stats, train, axis_name=None, norm: bool = True):
+def path_cell(params, path, x, h, masks, stats, norm: Callable | None = None):
     """One time step of the cell with one (predecessor, activation) per node: `path["pred"]` (steps,)
     ints, `path["op"]` (steps,) indices into RNN_OPS (never 'none'), `path["concat"]` (steps,) the
-    weights of nodes 1..steps in the output mean. With `norm`, the supernet's shared BatchNorm."""
+    weights of nodes 1..steps in the output mean. `norm(s, stats) -> (s, stats)`: the supernet's
+    shared BatchNorm after every node (None: none, as in a derived network)."""
     x_mask, h_mask = masks
 
     def bn(s, stats):
-        return batch_norm(s, stats, train, axis_name) if norm else (s, stats)
+        return norm(s, stats) if norm is not None else (s, stats)
 
     s0, stats = bn(first_node(x, h, params["W0"], x_mask, h_mask), stats)
     states = [s0]
@@ -210,7 +211,8 @@ class RnnSupernet(_LanguageModel):
         if "recurrent" in alphas:
             return mixed_cell(params, jax.nn.softmax(alphas["recurrent"], -1), x, h, masks, stats, train,
                               self.axis_name)
-        return path_cell(params, alphas, x, h, masks, stats, train, self.axis_name)
+        return path_cell(params, alphas, x, h, masks, stats,
+                         lambda s, st: batch_norm(s, st, train, self.axis_name))
 
 
 class RnnNetwork(_LanguageModel):
@@ -219,7 +221,7 @@ class RnnNetwork(_LanguageModel):
     genotype: RecurrentGenotype | None = None
 
     def cell(self, params, alphas, x, h, masks, stats, train):
-        return path_cell(params, genotype_path(self.genotype, static=True), x, h, masks, stats, train, norm=False)
+        return path_cell(params, genotype_path(self.genotype, static=True), x, h, masks, stats)
 
 
 def rnn_network(genotype: RecurrentGenotype, vocab_size: int, dim: int, **dropouts) -> RnnNetwork:

@@ -19,10 +19,16 @@ from jaxnas.search import hypergrad
 from jaxnas.search.strategies import STRATEGY_OPTIONS, get_strategy
 from jaxnas.spaces.base import SPACES, get_space
 from jaxnas.spaces.cost import METRICS as COST_METRICS
+from jaxnas.tasks import TASK_OPTIONS
 
 IMPLEMENTATIONS = ("scanned", "grouped", "reference")
 # The config's blocks ({name, ...options}) and their owners' choices: {choice: {option: default}}.
-BLOCKS = {"strategy": STRATEGY_OPTIONS, "estimator": hypergrad.ESTIMATOR_OPTIONS}
+BLOCKS = {"strategy": STRATEGY_OPTIONS, "estimator": hypergrad.ESTIMATOR_OPTIONS, "task": TASK_OPTIONS}
+
+
+def task_block(name: str, **options: Any) -> ml_collections.ConfigDict:
+    """The `task` block of task `name`: its default options, `options` changed."""
+    return config_blocks.block(TASK_OPTIONS, name, **options)
 
 
 def strategy_block(name: str, **options: Any) -> ml_collections.ConfigDict:
@@ -43,15 +49,18 @@ def get_config() -> ml_collections.ConfigDict:
     """
     c = ml_collections.ConfigDict()
     # --- data --- what to search on
-    c.dataset = "digits"  # "digits" (offline) or any TFDS image-classification set, e.g. "cifar10"
+    # {name, ...its options}: image_classification | language_model (jaxnas/tasks/); a language model
+    # sets its BPTT window, dropouts and TAR here, e.g. `--config.task.bptt=35`
+    c.task = task_block("image_classification")
+    c.dataset = "digits"  # images: "digits" (offline) or a TFDS set, e.g. "cifar10"; text: pydoc, ptb, wikitext2
     c.data_dir = ""  # TFDS data directory; "" = TFDS's default (~/tensorflow_datasets)
     c.train_portion = 0.5  # the train split's first part trains w, the rest (search-val) trains α
     c.crop_padding = 1  # random crop after zero padding by this many pixels (CIFAR: 4)
     c.flip = False  # random horizontal flips (CIFAR: True; digits are not mirror-symmetric)
     # --- space --- what to search
-    c.space = "darts"  # darts | nb201 | chain (jaxnas/spaces/)
-    c.channels = 8  # initial channels of the supernet (DARTS: 16)
-    c.layers = 5  # cells (darts), cells per stage (nb201), layers (chain)
+    c.space = "darts"  # darts | nb201 | chain | darts_rnn (jaxnas/spaces/)
+    c.channels = 8  # initial channels of the supernet (DARTS: 16); darts_rnn: embedding and hidden size
+    c.layers = 5  # cells (darts), cells per stage (nb201), layers (chain), nodes (darts_rnn)
     c.impl = "scanned"  # darts supernet implementation: scanned (default), grouped or reference
     c.remat = False  # darts: recompute cell activations in backward passes (less memory, more compute)
     # "bfloat16": the supernet computes in bfloat16 (TPU/GPU); weights, α, BN statistics and optimizer
@@ -138,6 +147,10 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
                           "jaxnas.search.config.get_config()")
     config = resolve(config)
     _choice(config, "space", tuple(SPACES))
+    tasks = SPACES[config.space].tasks
+    if config.task.name not in tasks:
+        raise ConfigError(f"space {config.space!r} learns {', '.join(tasks)}, not task {config.task.name!r}; set "
+                          f"--config.task.name={tasks[0]} or pick a space for {config.task.name}")
     strategy = get_strategy(config.strategy.name)
     problem = strategy.check(config) or hypergrad.check_options(config.estimator.name, config.estimator)
     if problem:

@@ -18,12 +18,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 
 from jaxnas import viz
 from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
-from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
+from jaxnas.data.pipeline import eval_batches
 from jaxnas.driver import EpochEnd, RunHooks, drive
 from jaxnas.errors import ConfigError
 from jaxnas.nn.precision import COMPUTE_DTYPES, ComputeDtype, MatmulPrecision
@@ -51,13 +50,18 @@ from jaxnas.search.strategies import make_sampled_step
 from jaxnas.search.strategies.base import DeriveContext
 from jaxnas.spaces import cost as cost_lib
 from jaxnas.spaces.base import arch_metric_names
+from jaxnas.tasks import get_task
+from jaxnas.tasks.image import ImageClassification, SearchData, search_data  # noqa: F401  (their old home)
 from jaxnas.writers import read_metrics
 
 # Keys that only change how a run is watched or stored, not what it computes: a resumed run may
 # change them. Any other difference from the workdir's saved config is an error.
 RUNTIME_KEYS = ("data_dir", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "compilation_cache",
                 "plots", "max_nonfinite_steps", "eval_batch_size")
-STEP_METRICS = ("train_loss", "train_acc", "val_loss", "hypergrad_norm")  # plus the strategy's own
+def step_metrics(task, strategy) -> tuple[str, ...]:
+    """The per-step metrics summed over an epoch: the loss, the task's (images: train_acc), the α
+    step's, then the strategy's own."""
+    return ("train_loss", *task.step_metrics, "val_loss", "hypergrad_norm", *strategy.step_metrics)
 SCORE_CHUNK = 8  # candidate architectures scored per call (one compile for any number of them)
 
 
@@ -70,37 +74,6 @@ def alpha_entropy(alphas: dict) -> float:
     Only the op choices count (2-d entries), not PC-DARTS's per-edge β."""
     ents = [-(p * np.log(np.maximum(p, 1e-30))).sum(-1) for p in _softmax(alphas).values() if p.ndim >= 2]
     return float(np.mean(np.concatenate([e.ravel() for e in ents])))
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchData:
-    """The search's two data streams: search-train (weights) and search-val (α)."""
-
-    train: Batcher
-    val: Batcher
-    val_set: Any
-    steps_per_epoch: int
-    num_classes: int
-    image_shape: tuple
-    mean: np.ndarray
-    std: np.ndarray
-
-
-def search_data(config: ml_collections.ConfigDict, pid: int = 0, pcount: int = 1) -> SearchData:
-    """The train split, its first `train_portion` for the weights and the rest (search-val) for α."""
-    full = load_split(config.dataset, "train", config.data_dir)
-    n_train = int(len(full) * config.train_portion)
-    search_train, search_val = full.take(0, n_train), full.take(n_train)
-    mean, std = channel_stats(full.images)
-    batcher = dict(batch_size=config.batch_size, seed=config.seed, mean=mean, std=std,
-                   crop_padding=config.crop_padding, flip=config.flip, process_index=pid, process_count=pcount)
-    train_data = Batcher(search_train, stream=0, **batcher)
-    val_data = Batcher(search_val, stream=1, **batcher)
-    spe = min(train_data.steps_per_epoch, val_data.steps_per_epoch)
-    if spe < 1:
-        raise DataError(f"batch_size {config.batch_size} is larger than the search-train/val splits "
-                        f"({len(search_train)}/{len(search_val)} examples)")
-    return SearchData(train_data, val_data, search_val, spe, full.num_classes, full.images.shape[1:], mean, std)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,11 +93,13 @@ def _weighted_cost(weight, costs, alphas):
     return weight * cost_lib.expected_cost(alphas, costs)
 
 
-def search_setup(config: ml_collections.ConfigDict, space, strategy, num_classes: int, image_shape: tuple,
-                 steps_per_epoch: int, axis_name=DATA_AXIS) -> SearchSetup:
+def search_setup(config: ml_collections.ConfigDict, space, strategy, num_classes: int, image_shape: tuple | None,
+                 steps_per_epoch: int, axis_name=DATA_AXIS, task=None) -> SearchSetup:
     """The supernet, the search step and the initial state the config describes, for `space` and
-    `strategy` (`config_lib.space_and_strategy`), on images of `image_shape`; the schedules count
-    `steps_per_epoch` steps per epoch."""
+    `strategy` (`config_lib.space_and_strategy`) learning `task` (default: image classification),
+    with `num_classes` outputs, on images of `image_shape` (None for other inputs); the schedules
+    count `steps_per_epoch` steps per epoch."""
+    task = task or ImageClassification()
     schedule = cosine_lr(config.lr, config.lr_min, config.epochs, steps_per_epoch)
     net = space.supernet(num_classes, axis_name=axis_name)
     if config.compute_dtype != "float32":
@@ -143,14 +118,14 @@ def search_setup(config: ml_collections.ConfigDict, space, strategy, num_classes
         estimate = hypergrad.get_estimator(config.estimator.name, **config_lib.estimator_options(config))
         step_fn = make_search_step(net, estimate, optimizers, StepOptions(
             axis_name=axis_name, alpha_penalty=penalty, forward_options=forward,
-            alpha_warmup_steps=config.alpha_warmup_epochs * steps_per_epoch))
+            alpha_warmup_steps=config.alpha_warmup_epochs * steps_per_epoch, task=task))
         w_opt, a_opt = optimizers.weight, optimizers.alpha
 
     def init_fn():
         alpha_rng, weight_rng = jax.random.split(jax.random.key(config.seed))
-        sample = jnp.zeros((2, *image_shape), jnp.float32)
-        return init_state(space.supernet(num_classes), strategy.init_alphas(config, space, alpha_rng), sample,
-                          weight_rng, w_opt, a_opt, net_alphas=space.init_alphas(alpha_rng))
+        return init_state(space.supernet(num_classes), strategy.init_alphas(config, space, alpha_rng),
+                          task.sample_inputs(config, image_shape), weight_rng, w_opt, a_opt,
+                          net_alphas=space.init_alphas(alpha_rng), carry=task.init_carry(config))
 
     # Initialisation runs once: compiled without XLA's optimisation passes where the space says it is
     # worth it (the DARTS supernets' stacked layouts), else run eagerly (`SearchSpace.compiled_init`).
@@ -175,21 +150,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             cost_lib.read_latency_table(config.cost_metric, next(iter(space.op_names().values())))
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    check_dataset(config.dataset, config.data_dir)
+    task = get_task(config.task)
+    task.check_data(config)
     workdir = os.path.abspath(os.path.expanduser(workdir))
     check_workdir(workdir, config, RUNTIME_KEYS, defaults=config_lib.get_config(),
                   upgrade=config_lib.upgrade_flat_keys)
     enable_compilation_cache(config.compilation_cache)
     with StopSignal() as stop:
-        data = search_data(config, pid, pcount)  # before the workdir exists: a failed start leaves nothing
+        data = task.search_data(config, pid, pcount)  # before the workdir exists: a failed start leaves nothing
         with open_workdir(workdir, config, RUNTIME_KEYS, config_lib.get_config(), pid, writer=pid == 0,
                           upgrade=config_lib.upgrade_flat_keys):
-            return _search(config, workdir, space, strategy, data, stop)
+            return _search(config, workdir, (space, strategy, task), data, stop)
 
 
-def _search(config: ml_collections.ConfigDict, workdir: str, space, strategy, data: SearchData,
-            stop: StopSignal) -> dict[str, Any]:
-    """The search in a locked workdir holding this config, from its newest checkpoint or the start."""
+def _search(config: ml_collections.ConfigDict, workdir: str, resolved: tuple, data, stop: StopSignal) -> dict[str, Any]:
+    """The search in a locked workdir holding this config, from its newest checkpoint or the start;
+    `resolved` is the config's (space, strategy, task)."""
+    space, strategy, task = resolved
     pid, pcount = jax.process_index(), jax.process_count()
     devices = jax.device_count()
     if pid == 0:
@@ -200,12 +177,13 @@ def _search(config: ml_collections.ConfigDict, workdir: str, space, strategy, da
                  pcount, workdir)
 
     spe, k = data.steps_per_epoch, config_lib.train_batches_per_step(config)
-    setup = search_setup(config, space, strategy, data.num_classes, data.image_shape, data.steps_per_epoch)
+    setup = search_setup(config, space, strategy, data.num_classes, getattr(data, "image_shape", None),
+                         data.steps_per_epoch, task=task)
     mesh = data_mesh()
     train_step = data_parallel(setup.step, mesh)
-    run = SearchRun(config, space, strategy, workdir, _evaluator(setup.net, strategy, mesh),
+    run = SearchRun(config, space, strategy, workdir, task.evaluator(setup.net, mesh, strategy.eval_train_mode),
                     _derive_context(config, setup, mesh, data) if strategy.needs_derive_context else None, data, mesh,
-                    setup.costs)
+                    setup.costs, task)
 
     def step(state, global_step):
         epoch, s = divmod(global_step, spe)
@@ -215,7 +193,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, space, strategy, da
     def start(state):  # the starting point of the α plot
         np.savez(os.path.join(workdir, "alphas", "epoch_000.npz"), **strategy.alpha_view(config, space, state.alphas))
 
-    hooks = RunHooks("search", STEP_METRICS + strategy.step_metrics, "lr or alpha_lr", setup.init, step,
+    hooks = RunHooks("search", step_metrics(task, strategy), "lr or alpha_lr", setup.init, step,
                      functools.partial(_end_epoch, run), start)
     driven = drive(hooks, config, workdir, spe, mesh, stop)
     if driven.stopped:
@@ -232,26 +210,12 @@ class SearchRun:
     space: Any
     strategy: Any
     workdir: str
-    evaluate: Any  # ((state, α of the net), x, y, mask) -> search-val totals (loss sum, correct, count)
+    evaluate: Any  # (state, α of the net, data) -> the task's search-val metrics (`Task.evaluator`)
     context: Any  # the strategy's DeriveContext, or None
-    data: SearchData
+    data: Any  # the task's search data
     mesh: Any
     costs: Any = None  # the cost tables of a resource-aware search, else None
-
-
-def _evaluator(net, strategy, mesh):
-    """Search-val totals of the supernet at given α, BN as the strategy says (`eval_train_mode`)."""
-    eval_train_mode = strategy.eval_train_mode
-
-    def eval_totals(state_and_alphas, x, y, mask):
-        state, alphas = state_and_alphas
-        variables = {"params": state.params, "batch_stats": state.batch_stats}
-        logits = net.apply(variables, x, alphas, train=eval_train_mode, mutable=["batch_stats"])[0]
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
-        return jax.lax.psum(jnp.stack([(ce * mask).sum(), (correct * mask).sum(), mask.sum()]), DATA_AXIS)
-
-    return data_parallel_sum(eval_totals, mesh)
+    task: Any = None  # what is learned (`jaxnas.tasks`)
 
 
 def _derive_context(config, setup: SearchSetup, mesh, data: SearchData):
@@ -314,15 +278,11 @@ def _end_epoch(run: SearchRun, end: EpochEnd) -> dict:
     alphas = strategy.alpha_view(config, space, state.alphas)
     arch, info = strategy.derive(config, space, state, run.context, epoch)
     net_alphas = strategy.eval_alphas(space, state, arch)
-    totals = np.zeros(3)
-    pid, pcount = jax.process_index(), jax.process_count()
-    for x, y, mask in eval_batches(run.data.val_set, config.eval_batch_size, run.data.mean, run.data.std, pid, pcount):
-        totals += np.asarray(jax.device_get(run.evaluate((state, net_alphas), *host_batch((x, y, mask), run.mesh))),
-                             np.float64)
+    pid = jax.process_index()
     means = sums.means()
     arch_metrics = space.arch_metrics(arch)  # e.g. NB201's benchmark accuracy of the derived cell
-    record = {"epoch": epoch, "step": end.step, "train_loss": means["train_loss"], "train_acc": means["train_acc"],
-              "val_loss": totals[0] / totals[2], "val_acc": totals[1] / totals[2],
+    record = {"epoch": epoch, "step": end.step, **run.task.epoch_metrics(means),
+              **run.evaluate(state, net_alphas, run.data),
               "alpha_step_val_loss": means["val_loss"], "hypergrad_norm": means["hypergrad_norm"],
               "lr": float(cosine_lr(config.lr, config.lr_min, config.epochs, 1)(epoch - 1)),
               "alpha_entropy": alpha_entropy(alphas), "nonfinite_steps": sums.steps - sums.finite_steps,
@@ -332,8 +292,7 @@ def _end_epoch(run: SearchRun, end: EpochEnd) -> dict:
         record["expected_cost"] = float(cost_lib.expected_cost(alphas, run.costs))
         record["derived_cost"] = cost_lib.arch_cost(space, arch, run.costs)
     record = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in record.items()}
-    logging.info("epoch %d/%d: train loss %.4f acc %.4f | search-val acc %.4f | α entropy %.3f | %.1f s%s",
-                 epoch, config.epochs, record["train_loss"], record["train_acc"], record["val_acc"],
+    logging.info("epoch %d/%d: %s | α entropy %.3f | %.1f s%s", epoch, config.epochs, run.task.progress(record),
                  record["alpha_entropy"], seconds, skipped_note(sums))
     if pid != 0:
         return record
@@ -376,7 +335,7 @@ def closing_lines(config: ml_collections.ConfigDict, workdir: str, result: dict)
     last = read_metrics(os.path.join(workdir, "metrics.jsonl"))[-1]
     space, _ = config_lib.space_and_strategy(config)
     known = "".join(f", {k} {last[k]:.2f}" for k in arch_metric_names(space) if last.get(k) is not None)
-    return [f"search done: search-val acc {last['val_acc']:.4f} after epoch {last['epoch']}{known}; genotype in "
+    return [f"search done: {get_task(config.task).headline(last)} after epoch {last['epoch']}{known}; genotype in "
             f"{os.path.join(workdir, 'genotype.json')}",
             f"outputs in {workdir}: genotype.json, metrics.jsonl, cells.png, alphas.png, tensorboard/",
             f"next: {space.follow_up(workdir)}"]

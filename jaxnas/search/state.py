@@ -23,6 +23,7 @@ class SearchState(flax.struct.PyTreeNode):
     alpha_opt_state: Any
     rng: jax.Array
     nonfinite_steps: jax.Array  # how many steps were skipped for a non-finite loss or gradient
+    carry: Any = None  # what the task carries from step to step (a language model's hidden states)
 
     @property
     def inner_opt_state(self) -> Any:

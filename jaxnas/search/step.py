@@ -20,33 +20,25 @@ import optax
 from jaxnas.parallel import cross_device_mean
 from jaxnas.search import hypergrad
 from jaxnas.search.state import SearchOptimizers, SearchState
+from jaxnas.tasks.image import ImageClassification, classification_loss
 
 
 def all_finite(*trees) -> jax.Array:
     return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for t in trees for leaf in jax.tree.leaves(t)]))
 
 
-def supernet_loss(net: nn.Module, batch_stats: Any, rngs: dict | None = None, **forward: Any) -> Callable:
-    """loss_fn(w, α, (x, y)) -> (mean cross-entropy, (logits, new BN statistics)), in train mode.
-
-    `rngs` and `forward` (e.g. GDAS's temperature) go to every pass of the supernet unchanged.
-    """
-
-    def loss_fn(w, a, batch):
-        x, y = batch
-        logits, upd = net.apply({"params": w, "batch_stats": batch_stats}, x, a, train=True, mutable=["batch_stats"],
-                                rngs=rngs, **forward)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, upd["batch_stats"])
-
-    return loss_fn
+supernet_loss = classification_loss  # the image task's loss (the sampling strategies' own steps use it)
 
 
-def init_state(net: nn.Module, alphas: Any, sample_x: jax.Array, rng: jax.Array, weight_opt, alpha_opt,
-               net_alphas: Any = None) -> SearchState:
+def init_state(net: nn.Module, alphas: Any, sample_x: jax.Array | tuple, rng: jax.Array, weight_opt, alpha_opt,
+               net_alphas: Any = None, carry: Any = None) -> SearchState:
     """The first state; `net_alphas` (default `alphas`) is what the supernet is initialised with
-    when the strategy's α is not the supernet's input (ENAS's controller)."""
+    when the strategy's α is not the supernet's input (ENAS's controller). `sample_x` is the
+    supernet's input, or the tuple of its inputs before α (a language model's tokens and hidden
+    state); `carry` what the task carries from step to step."""
     init_rng, rng = jax.random.split(rng)
-    variables = net.init(init_rng, sample_x, alphas if net_alphas is None else net_alphas, train=False)
+    inputs = sample_x if isinstance(sample_x, tuple) else (sample_x,)
+    variables = net.init(init_rng, *inputs, alphas if net_alphas is None else net_alphas, train=False)
     params = variables["params"]
     return SearchState(
         step=jnp.zeros((), jnp.int32),
@@ -57,6 +49,7 @@ def init_state(net: nn.Module, alphas: Any, sample_x: jax.Array, rng: jax.Array,
         alpha_opt_state=alpha_opt.init(alphas),
         rng=rng,
         nonfinite_steps=jnp.zeros((), jnp.int32),
+        carry=carry,
     )
 
 
@@ -69,13 +62,15 @@ class StepOptions:
     kwargs, weight-step kwargs)` gives the supernet's per-step inputs (a strategy's rngs and
     temperature). For the first `alpha_warmup_steps` steps α and its optimizer state stay as they
     are (the hypergradient is still computed and logged). With `axis_name`, gradients are averaged
-    across the devices of that axis.
+    across the devices of that axis. `task` supplies the loss, what is carried from step to step
+    (it is attached to the batches) and the step metrics.
     """
 
     axis_name: str | None = None
     alpha_penalty: Callable | None = None
     forward_options: Callable | None = None
     alpha_warmup_steps: int = 0
+    task: Any = ImageClassification()  # loss, carried state and step metrics (`jaxnas.tasks`)
 
 
 def make_search_step(net: nn.Module, estimate: Callable[..., hypergrad.Estimate], optimizers: SearchOptimizers,
@@ -90,14 +85,17 @@ def make_search_step(net: nn.Module, estimate: Callable[..., hypergrad.Estimate]
     schedule, inner, weight_opt, alpha_opt = (optimizers.schedule, optimizers.inner, optimizers.weight,
                                               optimizers.alpha)
     axis_name, alpha_penalty = options.axis_name, options.alpha_penalty
-    forward_options, alpha_warmup_steps = options.forward_options, options.alpha_warmup_steps
+    forward_options, alpha_warmup_steps, task = options.forward_options, options.alpha_warmup_steps, options.task
 
     def mean(x):
         return cross_device_mean(x, axis_name)
 
     def step(state: SearchState, train_batches: Sequence, val_batch) -> tuple[SearchState, dict]:
         alpha_forward, weight_forward = forward_options(state) if forward_options is not None else ({}, {})
-        loss_fn = supernet_loss(net, state.batch_stats, **alpha_forward)
+        alpha_forward, weight_forward = _with_task_rngs(task, state, alpha_forward, weight_forward)
+        train_batches = tuple(task.attach(state.carry, b, axis_name) for b in train_batches)
+        val_batch = task.attach(state.carry, val_batch, axis_name, stream="val")
+        loss_fn = task.loss(net, state.batch_stats, **alpha_forward)
         lr = schedule(state.step - state.nonfinite_steps)  # the number of weight updates made so far
         d_alpha, est = estimate(
             loss_fn, state.params, state.alphas, inner, state.inner_opt_state, tuple(train_batches), val_batch,
@@ -112,24 +110,29 @@ def make_search_step(net: nn.Module, estimate: Callable[..., hypergrad.Estimate]
             alphas, alpha_opt_state = jax.tree.map(lambda o, n: jnp.where(frozen, o, n),
                                                    (state.alphas, state.alpha_opt_state), (alphas, alpha_opt_state))
 
-        x, y = train_batches[0]
-        weight_loss = supernet_loss(net, state.batch_stats, **weight_forward)
-        (loss, (logits, batch_stats)), g = jax.value_and_grad(weight_loss, has_aux=True)(state.params, alphas, (x, y))
+        batch = train_batches[0]
+        weight_loss = task.loss(net, state.batch_stats, **weight_forward)
+        (loss, (outputs, batch_stats)), g = jax.value_and_grad(weight_loss, has_aux=True)(state.params, alphas, batch)
         loss, g = mean(loss), mean(g)
         w_updates, weight_opt_state = weight_opt.update(g, state.weight_opt_state, state.params)
+        scale = task.update_scale(batch)  # a language model's shorter window: a smaller step
+        if scale is not None:
+            w_updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), w_updates)
         params = optax.apply_updates(state.params, w_updates)
+        carry = task.carry_after(state.carry, outputs, lambda: loss_fn(state.params, state.alphas, val_batch)[1][0],
+                                 axis_name)
 
         ok = jnp.isfinite(loss) & jnp.isfinite(est["val_loss"]) & all_finite(d_alpha, g)
         new = state.replace(
             params=params, batch_stats=batch_stats, alphas=alphas,
-            weight_opt_state=weight_opt_state, alpha_opt_state=alpha_opt_state,
+            weight_opt_state=weight_opt_state, alpha_opt_state=alpha_opt_state, carry=carry,
         )
         # A non-finite step changes nothing but the counters; the caller decides when to stop.
         new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
         new = new.replace(step=state.step + 1, nonfinite_steps=state.nonfinite_steps + (~ok).astype(jnp.int32))
         metrics = {
             "train_loss": loss,
-            "train_acc": mean(jnp.mean(jnp.argmax(logits, -1) == y)),
+            **task.metrics(outputs, batch, mean),
             "val_loss": est["val_loss"],
             "hypergrad_norm": est["hypergrad_norm"],
             "lr": lr,
@@ -138,3 +141,14 @@ def make_search_step(net: nn.Module, estimate: Callable[..., hypergrad.Estimate]
         return new, metrics
 
     return step
+
+
+def _with_task_rngs(task, state: SearchState, alpha_forward: dict, weight_forward: dict) -> tuple[dict, dict]:
+    """The forward options with the task's own random streams added (a language model's dropout:
+    one key for every pass of the α step, another for the weight step; none for images)."""
+    keys = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    out = []
+    for forward, key in zip((alpha_forward, weight_forward), keys):
+        extra = task.rngs(key)
+        out.append({**forward, "rngs": {**(forward.get("rngs") or {}), **extra}} if extra else forward)
+    return out[0], out[1]

@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxnas.spaces.chain import ChainSpace
 from jaxnas.spaces.darts import DartsSpace
+from jaxnas.spaces.darts_rnn import DartsRnnSpace
 from jaxnas.spaces.decisions import Decision
 from jaxnas.spaces.nb201 import NB201Space
 
@@ -85,7 +86,7 @@ class SearchSpace(Protocol):
     def follow_up(self, workdir: str) -> str: ...
 
 
-SPACES = {"darts": DartsSpace, "nb201": NB201Space, "chain": ChainSpace}
+SPACES = {"darts": DartsSpace, "nb201": NB201Space, "chain": ChainSpace, "darts_rnn": DartsRnnSpace}
 
 
 def get_space(name: str, **options: Any) -> SearchSpace:

@@ -18,6 +18,7 @@ class SpaceOptions:
     """The option class methods of a space (mixed into each space's dataclass)."""
 
     depth_option = "layers"  # the option a depth given as `layers` sets
+    tasks: tuple[str, ...] = ("image_classification",)  # the tasks (`jaxnas.tasks`) its networks learn
     counting_options: dict[str, Any] = {}  # options under which the supernet's params and madds are counted
 
     @classmethod

@@ -2,4 +2,4 @@
 
 from jaxnas.search.strategies.base import Strategy
 
-DARTS = Strategy("darts")
+DARTS = Strategy("darts", spaces=("darts", "nb201", "chain", "darts_rnn"))

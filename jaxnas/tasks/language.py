@@ -1,0 +1,253 @@
+"""Language modelling: next-word prediction on a token stream, scored by perplexity (the task of
+DARTS's recurrent search and of AWD-LSTM, Merity et al., 2018).
+
+- Data: each split batchified into B columns, `(T, B)`; a step reads one BPTT window of search-train
+  (weights) and one of valid (α), as the DARTS code does (`rnn/train_search.py`: α reads the
+  valid stream from the train window's position, modulo its length, always `bptt` tokens).
+- Window lengths: `bptt`, or half of it with probability `half_window_prob` (the search script;
+  the training script draws around `bptt`). Under `jit` shapes are fixed, so every window is padded
+  to `bptt` tokens and carries its length: the loss and TAR count the window's tokens only, and the
+  carried hidden state and BN statistics stop at its end. The weight update is scaled by
+  length/bptt, as the authors scale the learning rate (docs/design.md says why padding).
+- Carried state: the hidden state of each stream, `(B, D)`, kept in the search state (whole on every
+  device; each device reads its rows) and reset at each epoch's start. The train stream's comes
+  from the weight step's pass; the valid stream's from a pass at the α step's (w, α) with its
+  dropout masks, which is what the authors' first-order architect step hands on.
+- Loss: mean NLL per token plus TAR, `tar·mean((h_t − h_{t−1})²)` over the cell's outputs before
+  output dropout (β = 1e-3 in the paper). Perplexity is exp of the mean NLL.
+- Evaluation: the whole valid split at `eval_batch_size` columns in `bptt` windows with the hidden
+  state carried, no dropout, BN's running statistics (the authors' `evaluate`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import PartitionSpec as P
+
+from jaxnas.data.errors import DataError
+from jaxnas.data.text import Corpus, batchify, check_corpus, load_corpus
+from jaxnas.parallel import DATA_AXIS, host_batch
+
+# The task block's options (`config.task`), with DARTS's search settings as defaults.
+OPTIONS = {"bptt": 35, "half_window_prob": 0.05, "tar": 1e-3, "dropout": 0.75, "dropouth": 0.25,
+           "dropoutx": 0.75, "dropouti": 0.2, "dropoute": 0.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Windows:
+    """BPTT windows over one batchified stream `(T, B)`: `batch(epoch, step)` is a function of
+    (seed, stream, epoch, step), so a resumed run reads the same windows."""
+
+    data: np.ndarray  # (T, B) token ids, all processes' columns
+    bptt: int
+    seed: int
+    stream: int
+    half_window_prob: float
+    process_index: int = 0
+    process_count: int = 1
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return (len(self.data) - 1) // self.bptt
+
+    def lengths(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.stream, epoch])
+        half = rng.random(self.steps_per_epoch) < self.half_window_prob
+        return np.where(half, self.bptt // 2, self.bptt)
+
+    def starts(self, epoch: int) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.lengths(epoch))[:-1]])
+
+    def window(self, start: int, length: int, reset: bool) -> tuple[np.ndarray, ...]:
+        """This process's (x, y, length, reset), `(B_local, bptt)` tokens padded with 0 after `length`."""
+        length = int(min(length, len(self.data) - 1 - start))
+        local = self.data.shape[1] // self.process_count
+        cols = slice(self.process_index * local, (self.process_index + 1) * local)
+        x = np.zeros((self.bptt, local), np.int32)
+        y = np.zeros((self.bptt, local), np.int32)
+        x[:length] = self.data[start:start + length, cols]
+        y[:length] = self.data[start + 1:start + 1 + length, cols]
+        return (np.ascontiguousarray(x.T), np.ascontiguousarray(y.T), np.full(local, length, np.int32),
+                np.full(local, reset, bool))
+
+    def batch(self, epoch: int, step: int) -> tuple[np.ndarray, ...]:
+        epoch, step = epoch + step // self.steps_per_epoch, step % self.steps_per_epoch
+        return self.window(int(self.starts(epoch)[step]), int(self.lengths(epoch)[step]), step == 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlphaWindows:
+    """The valid stream as the α step reads it: `bptt` tokens from the train window's start, modulo
+    the stream's length (the DARTS search script)."""
+
+    train: Windows
+    data: np.ndarray
+
+    def batch(self, epoch: int, step: int) -> tuple[np.ndarray, ...]:
+        epoch, step = epoch + step // self.train.steps_per_epoch, step % self.train.steps_per_epoch
+        start = int(self.train.starts(epoch)[step]) % (len(self.data) - 1)
+        return dataclasses.replace(self.train, data=self.data).window(start, self.train.bptt, step == 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextSearchData:
+    train: Windows
+    val: AlphaWindows
+    corpus: Corpus
+    steps_per_epoch: int
+    num_classes: int  # the vocabulary: the decoder's outputs
+    batch_size: int
+    eval_batch_size: int
+    bptt: int
+    process_index: int = 0
+    process_count: int = 1
+
+    def eval_windows(self, split: str = "valid", batch_size: int | None = None) -> list[tuple[np.ndarray, ...]]:
+        """`split` at `batch_size` (default eval_batch_size) columns in consecutive `bptt` windows."""
+        stream = batchify(self.corpus.split(split), batch_size or self.eval_batch_size)
+        w = Windows(stream, self.bptt, 0, 0, 0.0, self.process_index, self.process_count)
+        return [w.window(start, self.bptt, start == 0) for start in range(0, len(stream) - 1, self.bptt)]
+
+    hidden_dim: int = 0
+
+
+def _local_rows(tree, axis_name, rows: int):
+    """This device's rows of arrays held whole on every device."""
+    if axis_name is None:
+        return tree
+    start = jax.lax.axis_index(axis_name) * rows
+    return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, rows, 0), tree)
+
+
+def _all_rows(tree, axis_name):
+    return tree if axis_name is None else jax.tree.map(lambda a: jax.lax.all_gather(a, axis_name, tiled=True), tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModel:
+    bptt: int = 35
+    half_window_prob: float = 0.05
+    tar: float = 1e-3
+    dropout: float = 0.75
+    dropouth: float = 0.25
+    dropoutx: float = 0.75
+    dropouti: float = 0.2
+    dropoute: float = 0.0
+    name: str = "language_model"
+    step_metrics: tuple[str, ...] = ("train_nll",)
+    eval_metrics: tuple[str, ...] = ("val_loss", "val_ppl")
+
+    def network_options(self) -> dict:
+        return {k: getattr(self, k) for k in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")}
+
+    def check_data(self, config) -> None:
+        check_corpus(config.dataset)
+
+    def search_data(self, config, pid: int = 0, pcount: int = 1) -> TextSearchData:
+        corpus = load_corpus(config.dataset, config.data_dir)
+        train = Windows(batchify(corpus.train, config.batch_size), self.bptt, config.seed, 0, self.half_window_prob,
+                        pid, pcount)
+        val = AlphaWindows(train, batchify(corpus.valid, config.batch_size))
+        if train.steps_per_epoch < 1:
+            raise DataError(f"the {config.dataset} train split at batch size {config.batch_size} is shorter than one "
+                            f"window of {self.bptt} tokens")
+        return TextSearchData(train, val, corpus, train.steps_per_epoch, corpus.vocab_size, config.batch_size,
+                              config.eval_batch_size, self.bptt, pid, pcount, config.channels)
+
+    def sample_inputs(self, config, input_shape=None) -> tuple:
+        """What the supernet is initialised with: a window of 2 columns and their hidden state."""
+        return jnp.zeros((self.bptt, 2), jnp.int32), jnp.zeros((2, config.channels), jnp.float32)
+
+    def init_carry(self, config) -> Any:
+        zeros = jnp.zeros((config.batch_size, config.channels), jnp.float32)
+        return {"train": zeros, "val": zeros}
+
+    def rngs(self, key: jax.Array) -> dict:
+        return {"dropout": key}
+
+    def attach(self, carry: Any, batch: Any, axis_name=None, stream: str = "train") -> Any:
+        """The batch with its stream's carried hidden state (this device's rows; zeros at a reset)."""
+        x, y, length, reset = batch
+        hidden = _local_rows(carry[stream], axis_name, x.shape[0])
+        return x, y, length, reset, jnp.where(reset[:, None], 0.0, hidden).astype(hidden.dtype)
+
+    def carry_after(self, carry: Any, outputs: Any, val_pass: Callable, axis_name=None) -> Any:
+        """The hidden states after this step: the weight step's pass (train) and the α step's valid
+        pass (`val_pass()`), gathered whole onto every device."""
+        hidden = {"train": outputs["hidden"], "val": val_pass()["hidden"]}
+        return {k: _all_rows(h, axis_name).astype(carry[k].dtype) for k, h in hidden.items()}
+
+    def loss(self, net, batch_stats, rngs: dict | None = None, **forward) -> Callable:
+        """loss_fn(w, α, (x, y, length, reset, hidden)) -> (NLL + TAR, ({"nll", "hidden"}, BN statistics))."""
+        tar = self.tar
+
+        def loss_fn(w, a, batch):
+            x, y, length, _, hidden = batch
+            n = length[0]
+            (logits, out), upd = net.apply({"params": w, "batch_stats": batch_stats}, x.T, hidden, a, train=True,
+                                           length=n, mutable=["batch_stats"], rngs=rngs, **forward)
+            live = (jnp.arange(x.shape[1]) < n).astype(logits.dtype)[:, None]  # (T, 1)
+            nll = optax.softmax_cross_entropy_with_integer_labels(logits, y.T)
+            nll = jnp.sum(nll * live) / (n * x.shape[0])
+            steps = out["outputs"]
+            pairs = live[1:]  # (h_t − h_{t−1})² for t = 1 .. n−1
+            tar_term = jnp.sum(jnp.square(steps[1:] - steps[:-1]) * pairs[..., None]) / (
+                jnp.maximum(n - 1, 1) * steps.shape[1] * steps.shape[2])
+            return nll + tar * tar_term, ({"nll": nll, "hidden": out["hidden"]}, upd.get("batch_stats", batch_stats))
+
+        return loss_fn
+
+    def update_scale(self, batch: Any) -> jax.Array:
+        """The factor of a window's weight update: its length over `bptt` (the authors' lr scaling)."""
+        return batch[2][0].astype(jnp.float32) / self.bptt
+
+    def metrics(self, outputs: Any, batch: Any, mean: Callable) -> dict:
+        return {"train_nll": mean(outputs["nll"])}
+
+    def epoch_metrics(self, means: dict) -> dict:
+        return {"train_loss": means["train_loss"], "train_ppl": math.exp(min(means["train_nll"], 50.0))}
+
+    def evaluator(self, net, mesh, train_mode: bool) -> Callable:
+        """evaluate(state, α, data) -> {"val_loss", "val_ppl"}: valid in order, hidden state carried."""
+
+        def window_totals(state_and_alphas, x, y, length, reset, hidden):
+            state, alphas = state_and_alphas
+            hidden = jnp.where(reset[:, None], 0.0, hidden)
+            n = length[0]
+            (logits, out), _ = net.apply({"params": state.params, "batch_stats": state.batch_stats}, x.T, hidden,
+                                         alphas, train=False, length=n, mutable=["batch_stats"])
+            live = (jnp.arange(x.shape[1]) < n).astype(logits.dtype)[:, None]
+            nll = optax.softmax_cross_entropy_with_integer_labels(logits, y.T)
+            totals = jnp.stack([jnp.sum(nll * live), n * x.shape[0] * 1.0])
+            return jax.lax.psum(totals, DATA_AXIS), out["hidden"]
+
+        mapped = jax.jit(jax.shard_map(window_totals, mesh=mesh, in_specs=(P(),) + (P(DATA_AXIS),) * 5,
+                                       out_specs=(P(), P(DATA_AXIS)), check_vma=False))
+
+        def evaluate(state, alphas, data: TextSearchData) -> dict:
+            windows = data.eval_windows()
+            hidden = host_batch(np.zeros((windows[0][0].shape[0], data.hidden_dim), np.float32), mesh)
+            totals = np.zeros(2)
+            for window in windows:
+                t, hidden = mapped((state, alphas), *host_batch(window, mesh), hidden)
+                totals += np.asarray(jax.device_get(t), np.float64)
+            loss = totals[0] / totals[1]
+            return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+
+        return evaluate
+
+    def headline(self, record: dict) -> str:
+        return f"valid perplexity {record['val_ppl']:.2f}"
+
+    def progress(self, record: dict) -> str:
+        return (f"train loss {record['train_loss']:.4f} ppl {record['train_ppl']:.2f} | valid ppl "
+                f"{record['val_ppl']:.2f}")
+
