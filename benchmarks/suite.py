@@ -65,6 +65,11 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 SMALL = dict(dataset="cifar10", channels=8, layers=5, batch_size=32)
 PAPER = dict(dataset="cifar10", channels=16, layers=8, batch_size=64)
+# DARTS's recurrent search on PTB (configs/search_darts_ptb.py): 300 dims, batch 256, BPTT 35, 10,000
+# words (known without the data: the steps run on random tokens).
+PTB_SEARCH = dict(task={"name": "language_model"}, dataset="ptb", space="darts_rnn", channels=300, layers=8,
+                  batch_size=256, eval_batch_size=16, lr=20.0, lr_min=20.0, momentum=0.0, weight_decay=5e-7,
+                  clip_norm=0.25, alpha_b1=0.9)
 
 # XLA:GPU command buffers (CUDA graphs): XLA's default set of command types, none, or also the
 # loops and conditionals (a scanned supernet runs its edges in a while loop, launched from the host
@@ -91,6 +96,9 @@ CASES = [
     Case("paper darts_fd", PAPER, "darts_fd", profile=True),
     # matmul_precision="highest" is the default since issue 35; earlier leases measured the backend's default
     Case("paper first_order default precision", {**PAPER, "matmul_precision": "default"}, "first_order"),
+    Case("ptb rnn first_order", PTB_SEARCH, "first_order"),
+    Case("ptb rnn darts_fd", PTB_SEARCH, "darts_fd"),
+    Case("ptb rnn unrolled", PTB_SEARCH, "unrolled", repeats=5, warmup=1),
     Case("paper first_order grouped", {**PAPER, "impl": "grouped"}, "first_order"),
     Case("paper first_order reference", {**PAPER, "impl": "reference"}, "first_order"),
     Case("paper first_order bf16", {**PAPER, "compute_dtype": "bfloat16"}, "first_order"),

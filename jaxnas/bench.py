@@ -32,32 +32,37 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxnas.data.pipeline import image_shape_and_classes
 from jaxnas.parallel import data_mesh, data_parallel, replicate, shard_batch
 from jaxnas.search import config as config_lib
 from jaxnas.search.hypergrad import ESTIMATORS
 from jaxnas.search.loop import search_setup
 from jaxnas.search.state import SearchState
-from jaxnas.search.step import supernet_loss
 from jaxnas.search.strategies import get_strategy
+from jaxnas.tasks import get_task
+from jaxnas.tasks.image import ImageClassification
 
 STEPS = ("weight",) + ESTIMATORS
 
 
-def weight_step(net, opt, forward=None):
+def weight_step(net, opt, forward=None, task=None):
     """Forward, backward and SGD-momentum update of the weights at fixed α (no search);
-    `forward` is the strategy's per-step supernet inputs (`SearchSetup.forward`)."""
+    `forward` is the strategy's per-step supernet inputs (`SearchSetup.forward`), `task` what is
+    learned (default: image classification)."""
+    task = task or ImageClassification()
 
     def step(state: SearchState, train_batches, val_batch):
-        loss = supernet_loss(net, state.batch_stats, **(forward(state)[1] if forward is not None else {}))
-        (value, (_, stats)), g = jax.value_and_grad(loss, has_aux=True)(state.params, state.alphas, train_batches[0])
+        options = forward(state)[1] if forward is not None else {}
+        options = {**options, "rngs": {**(options.get("rngs") or {}), **task.rngs(state.rng)}} if task.rngs(
+            state.rng) else options
+        loss = task.loss(net, state.batch_stats, **options)
+        batch = task.attach(state.carry, train_batches[0])
+        (value, (_, stats)), g = jax.value_and_grad(loss, has_aux=True)(state.params, state.alphas, batch)
         updates, opt_state = opt.update(g, state.weight_opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return state.replace(params=params, batch_stats=stats, weight_opt_state=opt_state), {"train_loss": value}
@@ -95,6 +100,7 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; valid steps: {', '.join(STEPS)}")
     own_step = get_strategy(config.strategy.name).own_step
+    task = get_task(config.task)
     if own_step and step != "first_order":
         raise ValueError(f"strategy {config.strategy.name!r} has its own step; bench it without --step")
     if step not in ("weight", config.estimator.name):
@@ -102,15 +108,12 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     config_lib.validate(config, jax.device_count())
     warmup = default_warmup(config) if warmup is None else warmup
     space, strategy = config_lib.space_and_strategy(config)
-    shape, num_classes = image_shape_and_classes(config.dataset, config.data_dir)
     batch_size = config.batch_size
-    keys = jax.random.split(jax.random.key(2), 3)
-    batches = [(jax.random.normal(k, (batch_size, *shape), jnp.float32), jnp.arange(batch_size) % num_classes)
-               for k in keys]
+    shape, num_classes, batches = task.random_batches(config, 3, jax.random.key(2))
     # The search's own setup (strategy, cost penalty, warm-up and all), as `python -m jaxnas.search` builds it.
     t0 = time.perf_counter()
-    setup = search_setup(config, space, strategy, num_classes, tuple(shape), steps_per_epoch=100)
-    search_step = weight_step(setup.net, setup.weight_opt, setup.forward) if step == "weight" else setup.step
+    setup = search_setup(config, space, strategy, num_classes, shape, steps_per_epoch=100, task=task)
+    search_step = weight_step(setup.net, setup.weight_opt, setup.forward, task) if step == "weight" else setup.step
     train = tuple(batches[i % 2] for i in range(config_lib.train_batches_per_step(config)))
     init = setup.init
     setup_seconds = time.perf_counter() - t0
@@ -126,7 +129,8 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
     hlo = hlo_size(compiled)
     flops = step_flops(compiled)
     result = {
-        "config": dict(space=config.space, dataset=config.dataset, image_shape=list(shape), channels=config.channels,
+        "config": dict(space=config.space, dataset=config.dataset, image_shape=list(shape) if shape else None,
+                       task=config.task.name, channels=config.channels,
                        layers=config.layers, batch_size=batch_size, step=config.strategy.name if own_step else step,
                        impl=config.impl, remat=config.remat, compute_dtype=config.compute_dtype,
                        matmul_precision=config.matmul_precision, strategy=config.strategy.name),
@@ -172,7 +176,9 @@ def run(config: ml_collections.ConfigDict, step: str | None = None, repeats: int
         "first_step_seconds": round(compile_seconds + first_run_seconds, 2),
         "step_seconds": round(step_seconds, 5),
         "step_seconds_min": round(min(times), 5),
-        "images_per_second": round(batch_size / step_seconds, 1),
+        "images_per_second": round(batch_size / step_seconds, 1),  # examples: images, or a language model's windows
+        **({"tokens_per_second": round(task.throughput(config)[0] / step_seconds, 1)}
+           if task.throughput(config)[1] == "tokens" else {}),
         "flops_per_second": round(flops / step_seconds) if flops else None,
         "timed_steps": repeats,
         "warmup_steps": max(warmup, 1),  # the first run after the compile is never timed
@@ -346,7 +352,7 @@ def main(argv: list[str]) -> None:
     c = r["config"]
     print(f"{c['strategy']} {c['impl']} {c['space']} supernet C={c['channels']} cells={c['layers']} "
           f"batch={c['batch_size']} "
-          f"{c['dataset']} {tuple(c['image_shape'])} {c['step']} step{' (remat)' if c['remat'] else ''} "
+          f"{c['dataset']} {tuple(c['image_shape'] or ())} {c['step']} step{' (remat)' if c['remat'] else ''} "
           f"on {r['device']}")
     print(f"  compile {r['compile_seconds']:.1f} s | step {r['step_seconds']:.3f} s | "
           f"{r['images_per_second']:.1f} images/s | peak RSS {r['peak_memory_mb']:.0f} MB | "

@@ -54,6 +54,7 @@ class RunHooks:
     step: Callable[[Any, int], tuple[Any, dict]]  # (state, global step s) -> (state after step s, its metrics)
     end_epoch: Callable[[EpochEnd], dict]  # writes the epoch's outputs; returns its record
     start: Callable[[Any], None] | None = None  # called on process 0 with the state of a run starting at step 0
+    throughput: tuple[int, str] | None = None  # (what one step reads, its unit); None: (batch_size, "images")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +90,8 @@ def drive(hooks: RunHooks, config: ml_collections.ConfigDict, workdir: str, step
         history = read_metrics(writer.path) if writer_enabled else []
     if step == 0 and writer_enabled and hooks.start is not None:
         hooks.start(state)
-    progress = Progress(total, spe, config.epochs, config.batch_size, enabled=writer_enabled)
+    per_step, unit = hooks.throughput or (config.batch_size, "images")
+    progress = Progress(total, spe, config.epochs, per_step, enabled=writer_enabled, unit=unit)
     pending: list[dict] = []
 
     def flush() -> None:

@@ -130,15 +130,17 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    """Logs `epoch e/E step s/S | x steps/s, y images/s | loss | ETA` as steps complete.
+    """Logs `epoch e/E step s/S | x steps/s, y images/s | loss | ETA` as steps complete (`unit`:
+    what a step reads `batch_size` of, e.g. tokens for a language model).
 
     The rate excludes the first step after a (re)start, which includes compilation: that line
     says so instead of showing a rate that is not known yet.
     """
 
-    def __init__(self, total_steps: int, steps_per_epoch: int, epochs: int, batch_size: int, enabled: bool = True):
+    def __init__(self, total_steps: int, steps_per_epoch: int, epochs: int, batch_size: int, enabled: bool = True,
+                 unit: str = "images"):
         self.total, self.per_epoch, self.epochs, self.batch_size = total_steps, steps_per_epoch, epochs, batch_size
-        self.enabled = enabled
+        self.enabled, self.unit = enabled, unit
         self._t0 = None
         self._s0 = 0
 
@@ -156,6 +158,6 @@ class Progress:
                          epoch + 1, self.epochs, in_epoch + 1, self.per_epoch, loss)
             return
         rate = (step - self._s0) / max(now - self._t0, 1e-9)
-        logging.info("epoch %d/%d step %d/%d | %.2f steps/s, %.0f images/s | train loss %.4f | ETA %s",
-                     epoch + 1, self.epochs, in_epoch + 1, self.per_epoch, rate, rate * self.batch_size, loss,
-                     _clock((self.total - step) / rate))
+        logging.info("epoch %d/%d step %d/%d | %.2f steps/s, %.0f %s/s | train loss %.4f | ETA %s",
+                     epoch + 1, self.epochs, in_epoch + 1, self.per_epoch, rate, rate * self.batch_size, self.unit,
+                     loss, _clock((self.total - step) / rate))

@@ -42,6 +42,22 @@ def test_darts_cifar10_is_the_paper_search():
         assert (c.crop_padding, c.flip) == (4, True)
 
 
+def test_darts_ptb_is_the_paper_search():
+    """The DARTS paper's A.1.2 and the authors' rnn/train_search.py defaults."""
+    second = load_config_file(os.path.join(ROOT, "configs", "search_darts_ptb.py"))
+    first = load_config_file(os.path.join(ROOT, "configs", "search_darts_ptb.py") + ":first_order")
+    for c in (second, first):
+        search_config.validate(c)
+        size = (c.dataset, c.space, c.channels, c.layers, c.batch_size, c.epochs)
+        assert size == ("ptb", "darts_rnn", 300, 8, 256, 50)
+        assert (c.lr, c.lr_min, c.momentum, c.weight_decay, c.clip_norm) == (20.0, 20.0, 0.0, 5e-7, 0.25)
+        assert (c.alpha_lr, c.alpha_b1, c.alpha_b2, c.alpha_weight_decay) == (3e-3, 0.9, 0.999, 1e-3)
+        t = c.task
+        assert (t.name, t.bptt, t.tar, t.dropout, t.dropouth, t.dropoutx, t.dropouti, t.dropoute) == (
+            "language_model", 35, 1e-3, 0.75, 0.25, 0.75, 0.2, 0.0)
+    assert second.estimator.name == "darts_fd" and first.estimator.name == "first_order"
+
+
 def test_missing_config_file_is_an_error():
     with pytest.raises(ConfigError, match="not found"):
         load_config_file("configs/nope.py")

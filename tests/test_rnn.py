@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas.nn.rnn import RnnNetwork, RnnSupernet, genotype_path, rnn_network
+from jaxnas.nn.rnn import RnnNetwork, RnnSupernet, rnn_network
 from jaxnas.vocabulary.darts_rnn import (
     DARTS_V1,
     DARTS_V2,
@@ -167,13 +167,23 @@ def test_discrete_network_matches_the_loop(genotype):
     np.testing.assert_allclose(out["hidden"], ref_h, rtol=1e-10, atol=1e-12)
 
 
-def test_a_path_through_the_supernet_is_its_genotype_with_batch_norm(problem):
-    """A path input runs one (predecessor, activation) per node on the shared weights: in eval mode
-    with neutral running statistics it computes the genotype's network."""
+@pytest.mark.parametrize("output", ["all", "loose_ends"])
+def test_a_path_through_the_supernet_is_its_genotype_with_batch_norm(problem, output):
+    """A one-hot path runs one (predecessor, activation) per node on the shared weights: in eval
+    mode with neutral running statistics it computes the genotype's network (its output the mean of
+    every node, or of the loose ends as ENAS's cell)."""
+    from jaxnas.spaces.darts_rnn import DartsRnnSpace
+
     net, variables, tokens, h0, _ = problem
+    space = DartsRnnSpace(channels=D, mixing="path", output=output)
+    genotype = space.arch_from_decisions(space.decisions_of(DARTS_V1))
+    assert genotype.recurrent == DARTS_V1.recurrent
+    assert genotype.concat == (DARTS_V1.concat if output == "all" else (6, 7, 8))  # nodes no node reads
+    path_net = net.clone(mixing="path", output=output)
     neutral = {**variables, "batch_stats": {"mean": jnp.zeros(D), "var": jnp.full(D, 1 - 1e-5)}}
-    logits, out = net.apply(neutral, jnp.asarray(tokens), jnp.asarray(h0), genotype_path(DARTS_V1), train=False)
-    ref_logits, ref_h = ref_genotype(jax.tree.map(np.asarray, variables["params"]), DARTS_V1, tokens, h0)
+    logits, out = path_net.apply(neutral, jnp.asarray(tokens), jnp.asarray(h0),
+                                 space.path(space.decisions_of(DARTS_V1)), train=False)
+    ref_logits, ref_h = ref_genotype(jax.tree.map(np.asarray, variables["params"]), genotype, tokens, h0)
     np.testing.assert_allclose(logits, ref_logits, rtol=1e-9, atol=1e-11)
     np.testing.assert_allclose(out["hidden"], ref_h, rtol=1e-9, atol=1e-11)
 

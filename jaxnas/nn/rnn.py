@@ -116,16 +116,29 @@ def path_cell(params, path, x, h, masks, stats, norm: Callable | None = None):
     return jnp.einsum("n,nbd->bd", weights, jnp.stack(states[1:])) / weights.sum(), stats
 
 
-def genotype_path(genotype: RecurrentGenotype, static: bool = False) -> dict:
-    """A genotype as the path `path_cell` reads: arrays (a path the supernet takes as input), or
-    with `static` Python ints and the concat tuple (the discrete network, traced for its cell only)."""
-    pred = [j for _, j in genotype.recurrent]
-    op = [RNN_OPS.index(name) for name, _ in genotype.recurrent]
-    if static:
-        return {"pred": tuple(pred), "op": tuple(op), "concat": tuple(genotype.concat)}
-    concat = [1.0 if i in genotype.concat else 0.0 for i in range(1, genotype.steps + 1)]
-    return {"pred": jnp.asarray(pred, jnp.int32), "op": jnp.asarray(op, jnp.int32),
-            "concat": jnp.asarray(concat, jnp.float32)}
+def genotype_path(genotype: RecurrentGenotype) -> dict:
+    """A genotype as the static path `path_cell` reads: Python ints and the concat tuple (the
+    discrete network is traced for its cell only)."""
+    return {"pred": tuple(j for _, j in genotype.recurrent),
+            "op": tuple(RNN_OPS.index(name) for name, _ in genotype.recurrent), "concat": tuple(genotype.concat)}
+
+
+def path_of_onehot(onehot: jax.Array, steps: int, output: str = "all") -> dict:
+    """The path a one-hot α (rows: edges, one row per node set at its activation) describes:
+    each node's predecessor and activation, and the output weights (`all` nodes, or the
+    `loose_ends` no other node reads, ENAS's output)."""
+    preds, ops = [], []
+    for i in range(1, steps + 1):
+        block = onehot[edge_rows(i).start:edge_rows(i).stop]  # (i, 5)
+        j = jnp.argmax(block.max(-1))
+        preds.append(j)
+        ops.append(jnp.argmax(block[j]))
+    pred, op = jnp.stack(preds).astype(jnp.int32), jnp.stack(ops).astype(jnp.int32)
+    if output == "all":
+        concat = jnp.ones(steps, jnp.float32)
+    else:
+        concat = 1.0 - jnp.zeros(steps + 1, jnp.float32).at[pred].set(1.0)[1:]
+    return {"pred": pred, "op": op, "concat": concat}
 
 
 def locked_mask(rng, rate: float, shape, dtype=jnp.float32):
@@ -138,9 +151,11 @@ def locked_mask(rng, rate: float, shape, dtype=jnp.float32):
 class _LanguageModel(nn.Module):
     """Embedding (tied to the decoder), the cell over time, the decoder; dropouts as AWD-LSTM's.
 
-    `__call__(tokens (T, B) ints, hidden (B, D), alphas, train, length=None)` returns
+    `__call__(tokens (T, B) ints, hidden (B, D), alphas, train, length=None, use_dropout=None)` returns
     `(logits (T, B, V), {"hidden": h_T, "outputs": (T, B, D) cell outputs before output dropout})`;
-    the outputs are what the temporal activation regulariser (TAR) reads.
+    the outputs are what the temporal activation regulariser (TAR) reads. `train` sets BatchNorm's
+    mode and, unless `use_dropout` says otherwise, whether dropout is on (scoring sampled cells: BN on
+    the batch's statistics, no dropout).
     """
 
     vocab_size: int
@@ -160,7 +175,7 @@ class _LanguageModel(nn.Module):
         return False
 
     @nn.compact
-    def __call__(self, tokens, hidden, alphas=None, train: bool = False, length=None):
+    def __call__(self, tokens, hidden, alphas=None, train: bool = False, length=None, use_dropout: bool | None = None):
         d, v = self.dim, self.vocab_size
         embedding = self.param("embedding", uniform_init, (v, d))
         bias = self.param("bias", nn.initializers.zeros, (v,))
@@ -175,7 +190,8 @@ class _LanguageModel(nn.Module):
             stats = ()
         t_len, b = tokens.shape
         rates = (self.dropoute, self.dropouti, self.dropoutx, self.dropouth, self.dropout)
-        rngs = list(jax.random.split(self.make_rng("dropout"), 5)) if train and any(rates) else [None] * 5
+        use_dropout = train if use_dropout is None else use_dropout
+        rngs = list(jax.random.split(self.make_rng("dropout"), 5)) if use_dropout and any(rates) else [None] * 5
         words = locked_mask(rngs[0], self.dropoute, (v, 1), embedding.dtype)
         emb = jnp.take(embedding * words, tokens, axis=0)  # (T, B, D)
         emb = emb * locked_mask(rngs[1], self.dropouti, (1, b, d), emb.dtype)
@@ -201,17 +217,22 @@ class _LanguageModel(nn.Module):
 
 
 class RnnSupernet(_LanguageModel):
-    """The search network: `alphas` is {"recurrent": (36, 5) α} (DARTS: a mixture of every edge and
-    activation) or a path {"pred", "op", "concat"} (one edge per node: ENAS, random search)."""
+    """The search network; `alphas` is {"recurrent": (36, 5)}. With `mixing="softmax"` (DARTS) it
+    mixes every edge and activation by softmax(α); with `mixing="path"` α is a one-hot path (one
+    edge and activation per node: ENAS, random search) and only that path is computed, its output
+    the mean of `output`'s nodes ("all", or ENAS's "loose_ends")."""
+
+    mixing: str = "softmax"
+    output: str = "all"
 
     def uses_batch_norm(self, alphas) -> bool:
         return True
 
     def cell(self, params, alphas, x, h, masks, stats, train):
-        if "recurrent" in alphas:
+        if self.mixing == "softmax":
             return mixed_cell(params, jax.nn.softmax(alphas["recurrent"], -1), x, h, masks, stats, train,
                               self.axis_name)
-        return path_cell(params, alphas, x, h, masks, stats,
+        return path_cell(params, path_of_onehot(alphas["recurrent"], self.steps, self.output), x, h, masks, stats,
                          lambda s, st: batch_norm(s, st, train, self.axis_name))
 
 
@@ -221,7 +242,7 @@ class RnnNetwork(_LanguageModel):
     genotype: RecurrentGenotype | None = None
 
     def cell(self, params, alphas, x, h, masks, stats, train):
-        return path_cell(params, genotype_path(self.genotype, static=True), x, h, masks, stats)
+        return path_cell(params, genotype_path(self.genotype), x, h, masks, stats)
 
 
 def rnn_network(genotype: RecurrentGenotype, vocab_size: int, dim: int, **dropouts) -> RnnNetwork:

@@ -7,6 +7,7 @@ line changes single keys (`--config.epochs=10`). A key that is not listed here d
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import ml_collections
@@ -231,7 +232,9 @@ def space_and_strategy(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
     """The config's search space and strategy as objects, its names resolved once at the top (the
     space built with the options the config and the strategy give it) and then passed down."""
     strategy = get_strategy(config.strategy.name)
-    options = {**SPACES[config.space].config_options(config), **strategy.space_options(config)}
+    fields = {f.name for f in dataclasses.fields(SPACES[config.space])}
+    preferred = {k: v for k, v in strategy.space_preferences(config).items() if k in fields}
+    options = {**SPACES[config.space].config_options(config), **strategy.space_options(config), **preferred}
     try:
         return get_space(config.space, **options), strategy
     except ValueError as e:

@@ -22,7 +22,6 @@ from absl import logging
 
 from jaxnas import viz
 from jaxnas.compilation import FAST_COMPILE, enable_compilation_cache
-from jaxnas.data.pipeline import eval_batches
 from jaxnas.driver import EpochEnd, RunHooks, drive
 from jaxnas.errors import ConfigError
 from jaxnas.nn.precision import COMPUTE_DTYPES, ComputeDtype, MatmulPrecision
@@ -110,7 +109,7 @@ def search_setup(config: ml_collections.ConfigDict, space, strategy, num_classes
         costs = cost_lib.space_costs(space, image_shape, config.cost_metric)
         penalty = functools.partial(_weighted_cost, config.cost_weight, costs)
     forward = strategy.forward_options(config, steps_per_epoch)
-    own_step = strategy.make_step(config, space, net, schedule, axis_name, image_shape)
+    own_step = strategy.make_step(config, space, net, schedule, axis_name, image_shape, task)
     if own_step is not None:
         step_fn, w_opt, a_opt = own_step
     else:
@@ -181,9 +180,9 @@ def _search(config: ml_collections.ConfigDict, workdir: str, resolved: tuple, da
                          data.steps_per_epoch, task=task)
     mesh = data_mesh()
     train_step = data_parallel(setup.step, mesh)
+    context = _derive_context(config, setup, mesh, data, task) if strategy.needs_derive_context else None
     run = SearchRun(config, space, strategy, workdir, task.evaluator(setup.net, mesh, strategy.eval_train_mode),
-                    _derive_context(config, setup, mesh, data) if strategy.needs_derive_context else None, data, mesh,
-                    setup.costs, task)
+                    context, data, mesh, setup.costs, task)
 
     def step(state, global_step):
         epoch, s = divmod(global_step, spe)
@@ -194,7 +193,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, resolved: tuple, da
         np.savez(os.path.join(workdir, "alphas", "epoch_000.npz"), **strategy.alpha_view(config, space, state.alphas))
 
     hooks = RunHooks("search", step_metrics(task, strategy), "lr or alpha_lr", setup.init, step,
-                     functools.partial(_end_epoch, run), start)
+                     functools.partial(_end_epoch, run), start, task.throughput(config))
     driven = drive(hooks, config, workdir, spe, mesh, stop)
     if driven.stopped:
         return {"stopped": driven.stopped, "step": driven.step}
@@ -218,25 +217,20 @@ class SearchRun:
     task: Any = None  # what is learned (`jaxnas.tasks`)
 
 
-def _derive_context(config, setup: SearchSetup, mesh, data: SearchData):
-    """Scoring of candidate architectures (or any α) on the first search-val batch (BN as the
-    strategy's `eval_train_mode`), and short training of one architecture from the initial weights
-    (PNAS's scratch evaluator): built for every strategy that `needs_derive_context`."""
-    pid, pcount = jax.process_index(), jax.process_count()
+def _derive_context(config, setup: SearchSetup, mesh, data, task):
+    """Scoring of candidate architectures (or any α) on the task's scoring batch (images: the first
+    search-val batch, by accuracy; BN as the strategy's `eval_train_mode`), and short training of
+    one architecture from the initial weights (PNAS's scratch evaluator): built for every strategy
+    that `needs_derive_context`."""
     net, train_data = setup.net, data.train
     train_mode = setup.strategy.eval_train_mode
-    x, y, mask = next(iter(eval_batches(data.val_set, config.eval_batch_size, data.mean, data.std, pid, pcount)))
-    batch = host_batch((x, y, mask), mesh)
+    batch = host_batch(task.score_batch(data), mesh)
 
-    def score_totals(state_and_paths, x, y, mask):
+    def score_totals(state_and_paths, *batch):
         state, paths = state_and_paths
-
-        def correct(path):
-            logits = net.apply({"params": state.params, "batch_stats": state.batch_stats}, x, path, train=train_mode,
-                               mutable=["batch_stats"])[0]
-            return jnp.sum((jnp.argmax(logits, -1) == y) * mask)
-
-        return jax.lax.psum(jnp.concatenate([jax.lax.map(correct, paths), mask.sum()[None]]), DATA_AXIS)
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        totals = jax.lax.map(lambda path: jnp.stack(task.score(net, variables, path, batch, train_mode)), paths)
+        return jax.lax.psum(totals, DATA_AXIS)  # (paths, 2): each path's summed score and count
 
     score_chunk = data_parallel_sum(score_totals, mesh)
 
@@ -249,7 +243,7 @@ def _derive_context(config, setup: SearchSetup, mesh, data: SearchData):
         for i in range(0, n + pad, SCORE_CHUNK):
             totals = np.asarray(jax.device_get(score_chunk((state, {k: v[i:i + SCORE_CHUNK] for k, v in paths.items()}),
                                                            *batch)))
-            out.append(totals[:-1] / totals[-1])
+            out.append(totals[:, 0] / totals[:, 1])
         return np.concatenate(out)[:n]
 
     fresh_step = initial = None
@@ -259,7 +253,7 @@ def _derive_context(config, setup: SearchSetup, mesh, data: SearchData):
         if fresh_step is None:
             initial = setup.init()
             optimizers = search_optimizers(config, lambda count: config.lr)
-            step_fn = make_sampled_step(net, optimizers, lambda alphas, key: alphas, None, DATA_AXIS)
+            step_fn = make_sampled_step(net, optimizers, lambda alphas, key: alphas, None, DATA_AXIS, task)
             fresh_step = data_parallel(step_fn, mesh)
         state = replicate(initial.replace(alphas=path, alpha_opt_state=setup.alpha_opt.init(path)), mesh)
         for s in range(steps):  # the first batches of search-train, the same for every candidate

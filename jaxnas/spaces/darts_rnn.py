@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas.spaces.decisions import Decision
-from jaxnas.spaces.options import SpaceOptions
+from jaxnas.spaces.options import PATH_MIXINGS, SpaceOptions, check_mixing
 from jaxnas.vocabulary.darts_rnn import (
     ACTIVATIONS,
     RNN_OPS,
@@ -59,16 +59,14 @@ def decisions(steps: int = STEPS) -> tuple[Decision, ...]:
     return tuple(d for i in range(1, steps + 1) for d in (Decision("input", i), Decision("op", len(ACTIVATIONS))))
 
 
-def path_of(values: jax.Array, steps: int, output: str) -> dict:
-    """The supernet's path input of decision values (2·steps,): predecessors, ops, output weights."""
+def path_of(values: jax.Array, steps: int) -> dict:
+    """The one-hot α (36 × 5) of decision values (2·steps,): per node, the row of its predecessor set
+    at its activation (what the supernet's `mixing="path"` runs, and what the α plots count)."""
     values = jnp.asarray(values)
-    pred, op = values[0::2], values[1::2] + 1  # op indices into RNN_OPS (0 is 'none')
-    if output == "all":
-        concat = jnp.ones(steps, jnp.float32)
-    else:
-        read = jnp.zeros(steps + 1, jnp.float32).at[pred].set(1.0)
-        concat = 1.0 - read[1:]
-    return {"pred": pred.astype(jnp.int32), "op": op.astype(jnp.int32), "concat": concat}
+    pred, act = values[0::2], values[1::2] + 1  # activation indices into RNN_OPS (0 is 'none')
+    rows = jnp.asarray([edge_rows(i).start for i in range(1, steps + 1)]) + pred
+    onehot = jnp.zeros((num_edges(steps), len(RNN_OPS)), jnp.float32).at[rows, act].set(1.0)
+    return {"recurrent": onehot}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +78,7 @@ class DartsRnnSpace(SpaceOptions):
     steps: int = STEPS
     output: str = "all"
     dropouts: tuple[tuple[str, float], ...] = ()
+    mixing: str = "softmax"  # "path": the sampling strategies' one edge per node (the supernet reads α's form)
     name: str = "darts_rnn"
 
     depth_option = "steps"
@@ -87,6 +86,7 @@ class DartsRnnSpace(SpaceOptions):
     compiled_init = False
 
     def __post_init__(self):
+        check_mixing(self.mixing, PATH_MIXINGS)
         if self.output not in OUTPUTS:
             raise ValueError(f"unknown output {self.output!r}; valid: {', '.join(OUTPUTS)}")
 
@@ -103,7 +103,7 @@ class DartsRnnSpace(SpaceOptions):
         from jaxnas.nn.rnn import RnnSupernet
 
         return RnnSupernet(vocab_size=num_classes, dim=self.channels, steps=self.steps, axis_name=axis_name,
-                           **dict(self.dropouts))
+                           mixing=self.mixing, output=self.output, **dict(self.dropouts))
 
     def network(self, arch, num_classes, axis_name=None):
         from jaxnas.nn.rnn import rnn_network
@@ -129,7 +129,7 @@ class DartsRnnSpace(SpaceOptions):
         return decisions(self.steps)
 
     def path(self, values):
-        return path_of(values, self.steps, self.output)
+        return path_of(values, self.steps)
 
     def arch_from_decisions(self, values):
         values = [int(v) for v in np.asarray(values)]

@@ -17,8 +17,16 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_dataset, eval_batches, load_split
-from jaxnas.parallel import DATA_AXIS, data_parallel_sum, host_batch
+from jaxnas.data.pipeline import (
+    Batcher,
+    DataError,
+    channel_stats,
+    check_dataset,
+    eval_batches,
+    image_shape_and_classes,
+    load_split,
+)
+from jaxnas.parallel import DATA_AXIS, cross_device_mean, data_parallel_sum, host_batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +96,14 @@ class ImageClassification:
     def check_data(self, config) -> None:
         check_dataset(config.dataset, config.data_dir)
 
+    def random_batches(self, config, n: int, key: jax.Array) -> tuple[tuple, int, list]:
+        """(image shape, classes, `n` random batches of the config's data set's shape): what a
+        benchmark of the step needs, from the data set's metadata only."""
+        shape, num_classes = image_shape_and_classes(config.dataset, config.data_dir)
+        batches = [(jax.random.normal(k, (config.batch_size, *shape), jnp.float32),
+                    jnp.arange(config.batch_size) % num_classes) for k in jax.random.split(key, n)]
+        return tuple(shape), num_classes, batches
+
     def sample_inputs(self, config, image_shape) -> tuple:
         return (jnp.zeros((2, *image_shape), jnp.float32),)
 
@@ -108,6 +124,23 @@ class ImageClassification:
 
     def update_scale(self, batch: Any) -> None:
         return None
+
+    def score(self, net, variables: dict, path: Any, batch: Any, train_mode: bool) -> tuple[jax.Array, jax.Array]:
+        """(correct, count) of one architecture (`path`) on a masked batch (x, y, mask): summed over
+        the batch, the caller sums over devices; the score is their ratio, accuracy."""
+        x, y, mask = batch[:3]
+        logits = net.apply(variables, x, path, train=train_mode, mutable=["batch_stats"])[0]
+        return jnp.sum((jnp.argmax(logits, -1) == y) * mask), mask.sum()
+
+    def reward(self, net, variables: dict, path: Any, batch: Any, axis_name=None) -> jax.Array:
+        """ENAS's reward of a sampled architecture on a search-val batch: accuracy (BN on the batch)."""
+        x, y = batch[:2]
+        logits = net.apply(variables, x, path, train=True, mutable=["batch_stats"])[0]
+        return cross_device_mean(jnp.mean(jnp.argmax(logits, -1) == y), axis_name)
+
+    def score_batch(self, data: SearchData) -> tuple:
+        """The batch sampled architectures are scored on: the first of search-val."""
+        return next(iter(data.eval_batches()))
 
     def metrics(self, outputs: Any, batch: Any, mean: Callable) -> dict:
         return {"train_acc": mean(jnp.mean(jnp.argmax(outputs, -1) == batch[1]))}
@@ -135,6 +168,9 @@ class ImageClassification:
             return {"val_loss": totals[0] / totals[2], "val_acc": totals[1] / totals[2]}
 
         return evaluate
+
+    def throughput(self, config) -> tuple[int, str]:
+        return config.batch_size, "images"
 
     def headline(self, record: dict) -> str:
         return f"search-val acc {record['val_acc']:.4f}"

@@ -33,8 +33,8 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from jaxnas.data.errors import DataError
-from jaxnas.data.text import Corpus, batchify, check_corpus, load_corpus
-from jaxnas.parallel import DATA_AXIS, host_batch
+from jaxnas.data.text import Corpus, batchify, check_corpus, load_corpus, vocab_size
+from jaxnas.parallel import DATA_AXIS, cross_device_mean, host_batch
 
 # The task block's options (`config.task`), with DARTS's search settings as defaults.
 OPTIONS = {"bptt": 35, "half_window_prob": 0.05, "tar": 1e-3, "dropout": 0.75, "dropouth": 0.25,
@@ -162,6 +162,16 @@ class LanguageModel:
         return TextSearchData(train, val, corpus, train.steps_per_epoch, corpus.vocab_size, config.batch_size,
                               config.eval_batch_size, self.bptt, pid, pcount, config.channels)
 
+    def random_batches(self, config, n: int, key: jax.Array) -> tuple[None, int, list]:
+        """(None, vocabulary size, `n` random full windows): what a benchmark of the step needs; the
+        vocabulary of PTB and WikiText-2 is known without their data."""
+        vocab = vocab_size(config.dataset, config.data_dir)
+        batches = [(jax.random.randint(k, (config.batch_size, self.bptt), 0, vocab),
+                    jax.random.randint(jax.random.fold_in(k, 1), (config.batch_size, self.bptt), 0, vocab),
+                    jnp.full(config.batch_size, self.bptt, jnp.int32), jnp.zeros(config.batch_size, bool))
+                   for k in jax.random.split(key, n)]
+        return None, vocab, batches
+
     def sample_inputs(self, config, input_shape=None) -> tuple:
         """What the supernet is initialised with: a window of 2 columns and their hidden state."""
         return jnp.zeros((self.bptt, 2), jnp.int32), jnp.zeros((2, config.channels), jnp.float32)
@@ -205,6 +215,33 @@ class LanguageModel:
 
         return loss_fn
 
+    def _window_nll(self, net, variables, path, batch, train_mode: bool):
+        """(NLL summed over the window's tokens, their count), dropout off."""
+        x, y, length, reset, hidden = batch
+        n = length[0]
+        (logits, _), _ = net.apply(variables, x.T, jnp.where(reset[:, None], 0.0, hidden), path, train=train_mode,
+                                   length=n, use_dropout=False, mutable=["batch_stats"])
+        live = (jnp.arange(x.shape[1]) < n).astype(logits.dtype)[:, None]
+        return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, y.T) * live), n * x.shape[0] * 1.0
+
+    def score(self, net, variables: dict, path: Any, batch: Any, train_mode: bool) -> tuple[jax.Array, jax.Array]:
+        """(exp(−NLL), 1) of one architecture on a window: summed over devices, their ratio is the
+        devices' mean 1/perplexity, so a higher score is a lower perplexity."""
+        nll, count = self._window_nll(net, variables, path, batch, train_mode)
+        return jnp.exp(-nll / count), jnp.ones(())
+
+    def reward(self, net, variables: dict, path: Any, batch: Any, axis_name=None) -> jax.Array:
+        """ENAS's reward of a sampled cell: c / perplexity on a valid window, c = 80 (Pham et al.,
+        2018), BN on the batch, no dropout."""
+        nll, count = self._window_nll(net, variables, path, batch, True)
+        nll = cross_device_mean(nll / count, axis_name)
+        return 80.0 * jnp.exp(-nll)
+
+    def score_batch(self, data: TextSearchData) -> tuple:
+        """The window sampled cells are scored on: the first of valid, from a zero hidden state."""
+        x, y, length, reset = data.eval_windows()[0]
+        return x, y, length, reset, np.zeros((x.shape[0], data.hidden_dim), np.float32)
+
     def update_scale(self, batch: Any) -> jax.Array:
         """The factor of a window's weight update: its length over `bptt` (the authors' lr scaling)."""
         return batch[2][0].astype(jnp.float32) / self.bptt
@@ -223,7 +260,7 @@ class LanguageModel:
             hidden = jnp.where(reset[:, None], 0.0, hidden)
             n = length[0]
             (logits, out), _ = net.apply({"params": state.params, "batch_stats": state.batch_stats}, x.T, hidden,
-                                         alphas, train=False, length=n, mutable=["batch_stats"])
+                                         alphas, train=train_mode, length=n, use_dropout=False, mutable=["batch_stats"])
             live = (jnp.arange(x.shape[1]) < n).astype(logits.dtype)[:, None]
             nll = optax.softmax_cross_entropy_with_integer_labels(logits, y.T)
             totals = jnp.stack([jnp.sum(nll * live), n * x.shape[0] * 1.0])
@@ -243,6 +280,9 @@ class LanguageModel:
             return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
 
         return evaluate
+
+    def throughput(self, config) -> tuple[int, str]:
+        return config.batch_size * self.bptt, "tokens"
 
     def headline(self, record: dict) -> str:
         return f"valid perplexity {record['val_ppl']:.2f}"

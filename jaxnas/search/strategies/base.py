@@ -65,6 +65,11 @@ class Strategy:
         """Options this strategy adds to `get_space(config.space, ...)`."""
         return {}
 
+    def space_preferences(self, config: ml_collections.ConfigDict) -> dict[str, Any]:
+        """Options this strategy gives the spaces that have them (the others are left as they are),
+        e.g. ENAS's recurrent cell averaging its loose ends."""
+        return {}
+
     def forward_options(self, config: ml_collections.ConfigDict, steps_per_epoch: int) -> ForwardOptions | None:
         """Per-step supernet inputs beyond (w, α, x), or None when there are none."""
         return None

@@ -3,7 +3,8 @@ controller trained with REINFORCE on search-val.
 
 Each step: the controller draws one cell and the shared weights take an SGD step on it; then it
 draws `strategy.samples` cells, each is rewarded with its accuracy on the step's search-val batch
-(shared weights, BN in training mode) minus `strategy.reward_cost` per million parameters, the
+(shared weights, BN in training mode; a language model: 80 / perplexity, as ENAS's PTB search)
+minus `strategy.reward_cost` per million parameters, the
 baseline moves to b ← decay·b + (1 − decay)·mean(R), and Adam (the α optimizer's settings) steps on
 −(R − b)·log p − entropy_weight·H. α in the state is {'controller': its parameters, 'baseline': b}.
 The genotype is the best of `strategy.derive_samples` controller samples on a search-val batch.
@@ -17,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxnas.parallel import cross_device_mean
 from jaxnas.search.strategies import enas_controller as ctl
 from jaxnas.search.strategies.sampled import SampledStrategy
 from jaxnas.spaces import cost as cost_lib
+from jaxnas.tasks.image import ImageClassification
 
 
 def controller_of(config, space) -> ctl.Controller:
@@ -42,6 +43,9 @@ class EnasStrategy(SampledStrategy):
             return f"strategy.reward_cost must be >= 0, got {config.strategy.reward_cost}"
         return None
 
+    def space_preferences(self, config):
+        return {"output": "loose_ends"}  # ENAS's recurrent cell: the mean of the nodes no other node reads
+
     def init_alphas(self, config, space, rng):
         return {"controller": ctl.init_controller(controller_of(config, space), rng), "baseline": jnp.zeros(())}
 
@@ -49,20 +53,19 @@ class EnasStrategy(SampledStrategy):
         controller = controller_of(config, space)
         return lambda alphas, key: controller.apply({"params": alphas["controller"]}, key=key)[0]
 
-    def alpha_update(self, config, space, net, axis_name, image_shape, optimizer):
+    def alpha_update(self, config, space, net, axis_name, image_shape, optimizer, task=None):
         controller = controller_of(config, space)
         costs = None
         if config.strategy.reward_cost:
             # Parameter tables of the supernet's cells, counted once when the step is built.
             costs = cost_lib.space_costs(space, image_shape, "params")
 
-        def update(params, batch_stats, alphas, opt_state, key, val_batch):
-            x, y = val_batch
+        reward_of = (task or ImageClassification()).reward
 
-            def accuracy(values):
-                logits, _ = net.apply({"params": params, "batch_stats": batch_stats}, x, space.path(values),
-                                      train=True, mutable=["batch_stats"])
-                return cross_device_mean(jnp.mean(jnp.argmax(logits, -1) == y), axis_name)
+        def update(params, batch_stats, alphas, opt_state, key, val_batch):
+            def accuracy(values):  # the task's reward: images, accuracy; a language model, 80 / perplexity
+                return reward_of(net, {"params": params, "batch_stats": batch_stats}, space.path(values), val_batch,
+                                 axis_name)
 
             def reward_fn(values):  # sequential: a vmap would run every branch of every switch
                 rewards = jax.lax.map(accuracy, values)
@@ -83,7 +86,8 @@ class EnasStrategy(SampledStrategy):
         return update
 
 
-ENAS = EnasStrategy("enas", step_metrics=("reward", "baseline", "controller_entropy"), options=(
+ENAS = EnasStrategy("enas", spaces=("darts", "nb201", "chain", "darts_rnn"),
+                    step_metrics=("reward", "baseline", "controller_entropy"), options=(
     ("derive_samples", 64),  # candidates the controller draws for the genotype
     ("hidden", 100),  # LSTM controller width (ENAS: 100)
     ("samples", 2),  # architectures rewarded per controller step

@@ -7,4 +7,4 @@ search-val batch. No α is learnt, which makes it the baseline every other strat
 
 from jaxnas.search.strategies.sampled import SampledStrategy
 
-RANDOM_WS = SampledStrategy("random_ws")
+RANDOM_WS = SampledStrategy("random_ws", spaces=("darts", "nb201", "chain", "darts_rnn"))

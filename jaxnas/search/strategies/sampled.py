@@ -23,9 +23,10 @@ import optax
 
 from jaxnas.parallel import cross_device_mean
 from jaxnas.search.state import SearchOptimizers, SearchState, search_optimizers
-from jaxnas.search.step import all_finite, supernet_loss
+from jaxnas.search.step import all_finite
 from jaxnas.search.strategies.base import DeriveContext, Score, Strategy
 from jaxnas.spaces.decisions import sample_uniform
+from jaxnas.tasks.image import ImageClassification
 
 FREQUENCY_SAMPLES = 512  # architectures drawn to estimate the sampler's per-edge op frequencies
 _DRAW_MANY: dict = {}
@@ -79,9 +80,10 @@ class SampledStrategy(Strategy):
         decisions = space.decisions()
         return lambda alphas, key: sample_uniform(decisions, key)
 
-    def alpha_update(self, config, space, net, axis_name, image_shape, optimizer):
+    def alpha_update(self, config, space, net, axis_name, image_shape, optimizer, task=None):
         """update(params, batch_stats, α, α-optimizer state, key, val batch) -> (α, state, metrics),
-        stepping `optimizer`, or None when the strategy has no parameters of its own."""
+        stepping `optimizer`, or None when the strategy has no parameters of its own; `task` scores
+        an architecture (`Task.reward`)."""
         return None
 
     def draw_many(self, config, space) -> Callable[[Any, jax.Array], jax.Array]:
@@ -106,18 +108,21 @@ class SampledStrategy(Strategy):
         """The derived architecture's one-hot path: the supernet evaluates that one architecture."""
         return space.path(space.decisions_of(arch))
 
-    def make_step(self, config, space, net, schedule, axis_name, image_shape):
+    def make_step(self, config, space, net, schedule, axis_name, image_shape, task=None):
         draw = self.draw(config, space)
         optimizers = search_optimizers(config, schedule)
-        update = self.alpha_update(config, space, net, axis_name, image_shape, optimizers.alpha)
-        step = make_sampled_step(net, optimizers, lambda alphas, key: space.path(draw(alphas, key)), update, axis_name)
+        update = self.alpha_update(config, space, net, axis_name, image_shape, optimizers.alpha, task)
+        step = make_sampled_step(net, optimizers, lambda alphas, key: space.path(draw(alphas, key)), update, axis_name,
+                                 task)
         return step, optimizers.weight, optimizers.alpha
 
 
-def make_sampled_step(net, optimizers: SearchOptimizers, draw_path, alpha_update, axis_name) -> Callable:
+def make_sampled_step(net, optimizers: SearchOptimizers, draw_path, alpha_update, axis_name, task=None) -> Callable:
     """step(state, train_batches, val_batch): a weight step (`optimizers.weight`) on the path
-    `draw_path(α, key)`, then the strategy's own update (if any) on the search-val batch."""
+    `draw_path(α, key)`, then the strategy's own update (if any) on the search-val batch; `task`
+    (default: image classification) gives the loss, carried state and metrics."""
     schedule, weight_opt = optimizers.schedule, optimizers.weight
+    task = task or ImageClassification()
 
     def mean(x):
         return cross_device_mean(x, axis_name)
@@ -125,24 +130,31 @@ def make_sampled_step(net, optimizers: SearchOptimizers, draw_path, alpha_update
     def step(state: SearchState, train_batches, val_batch):
         draw_key, alpha_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
         path = draw_path(state.alphas, draw_key)
-        loss_fn = supernet_loss(net, state.batch_stats)
-        x, y = train_batches[0]
-        (loss, (logits, batch_stats)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params, path, (x, y))
+        batch = task.attach(state.carry, train_batches[0], axis_name)
+        val_batch = task.attach(state.carry, val_batch, axis_name, stream="val")
+        rngs = task.rngs(jax.random.fold_in(draw_key, 1))
+        loss_fn = task.loss(net, state.batch_stats, **({"rngs": rngs} if rngs else {}))
+        (loss, (outputs, batch_stats)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params, path, batch)
         loss, g = mean(loss), mean(g)
         updates, weight_opt_state = weight_opt.update(g, state.weight_opt_state, state.params)
+        scale = task.update_scale(batch)
+        if scale is not None:
+            updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
         params = optax.apply_updates(state.params, updates)
-        val_loss = mean(loss_fn(params, path, val_batch)[0])  # the same architecture, after the step
+        val_loss, (val_outputs, _) = loss_fn(params, path, val_batch)  # the same architecture, after the step
+        val_loss = mean(val_loss)
+        carry = task.carry_after(state.carry, outputs, lambda: val_outputs, axis_name)
         alphas, alpha_opt_state, extra = state.alphas, state.alpha_opt_state, {"hypergrad_norm": jnp.zeros(())}
         if alpha_update is not None:
             alphas, alpha_opt_state, extra = alpha_update(params, batch_stats, alphas, alpha_opt_state, alpha_key,
                                                           val_batch)
         ok = jnp.isfinite(loss) & jnp.isfinite(val_loss) & all_finite(g, alphas)
         new = state.replace(params=params, batch_stats=batch_stats, alphas=alphas, weight_opt_state=weight_opt_state,
-                            alpha_opt_state=alpha_opt_state)
+                            alpha_opt_state=alpha_opt_state, carry=carry)
         new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
         new = new.replace(step=state.step + 1, nonfinite_steps=state.nonfinite_steps + (~ok).astype(jnp.int32))
-        metrics = {"train_loss": loss, "train_acc": mean(jnp.mean(jnp.argmax(logits, -1) == y)),
-                   "val_loss": val_loss, "lr": schedule(state.step - state.nonfinite_steps), "finite": ok, **extra}
+        metrics = {"train_loss": loss, **task.metrics(outputs, batch, mean), "val_loss": val_loss,
+                   "lr": schedule(state.step - state.nonfinite_steps), "finite": ok, **extra}
         return new, metrics
 
     return step
