@@ -4,8 +4,12 @@
     python -m jaxnas.describe --supernet darts --channels 16 --layers 8
     python -m jaxnas.describe workdir/genotype.json --plot cells.png
     python -m jaxnas.describe '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|...|' --dataset cifar10
+    python -m jaxnas.describe DARTS_V2 --dataset ptb --channels 850          # the recurrent cell's language model
 
-An NB201 arch also gets its NAS-Bench-201 test accuracies (`jaxnas.benchmarks.nb201`).
+An NB201 arch also gets its NAS-Bench-201 test accuracies (`jaxnas.benchmarks.nb201`). On a text
+corpus (pydoc, ptb, wikitext2) a name is a recurrent cell (DARTS_V1, DARTS_V2, ENAS), `--channels`
+the embedding and hidden size (default 850, the paper's PTB model), and `--supernet darts_rnn`
+the search network (default 300); the decoder is tied to the embedding.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import jax.numpy as jnp
 from jaxnas.counting import count_params, multiply_adds
 from jaxnas.spaces.resolve import resolve_architecture
 from jaxnas.vocabulary.darts import Genotype
+from jaxnas.vocabulary.darts_rnn import RecurrentGenotype
 from jaxnas.vocabulary.nb201 import NB201Arch
 
 # name: (input shape, classes, network family)
@@ -32,13 +37,43 @@ DATASETS: dict[str, tuple[tuple[int, int, int], int, str]] = {
 }
 DATASET_ALIASES = {"imagenet": "imagenet2012"}
 DEFAULTS = {"cifar": (36, 20), "imagenet": (48, 14)}
-SUPERNETS = ("darts", "nb201", "chain")
+SUPERNETS = ("darts", "nb201", "chain", "darts_rnn")
+TEXT_DEFAULTS = {"network": 850, "supernet": 300}  # the DARTS paper's PTB model and search sizes
+
+
+def _describe_text(arch: str | None, supernet: str | None, corpus: str, channels: int | None) -> dict[str, Any]:
+    """Counts of a recurrent cell's language model (or the search supernet) on `corpus`."""
+    from jaxnas.data.text import vocab_size
+    from jaxnas.nn.rnn import RnnSupernet, rnn_network
+
+    vocab = vocab_size(corpus)
+    if supernet is not None:
+        if supernet != "darts_rnn":
+            raise ValueError(f"supernet {supernet!r} is an image network; on text use --supernet darts_rnn")
+        dim = channels or TEXT_DEFAULTS["supernet"]
+        model, architecture, label = RnnSupernet(vocab_size=vocab, dim=dim), None, "darts_rnn supernet"
+        alphas = {"recurrent": jnp.zeros((36, 5))}
+    else:
+        architecture = resolve_architecture(arch, recurrent=True)
+        if not isinstance(architecture, RecurrentGenotype):
+            raise ValueError(f"{arch!r} is not a recurrent cell; on text give DARTS_V1, DARTS_V2, ENAS or a darts_rnn "
+                             "search's genotype.json")
+        dim = channels or TEXT_DEFAULTS["network"]
+        model, alphas, label = rnn_network(architecture, vocab, dim), None, arch
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, 1), jnp.int32),
+                                                  jnp.zeros((1, dim)), alphas))
+    params = count_params(variables["params"])
+    return {"name": label, "dataset": corpus, "params": params, "params_with_aux": params,
+            "multiply_adds": None, "architecture": architecture.to_dict() if architecture else None,
+            "benchmark_test_acc": None, "vocab_size": vocab, "dim": dim}
 
 
 def _dataset(name: str):
+    from jaxnas.data.text import CORPORA
+
     name = DATASET_ALIASES.get(name, name)
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join((*DATASETS, *CORPORA))}")
     return DATASETS[name]
 
 
@@ -50,6 +85,12 @@ def describe(
     layers: int | None = None,
 ) -> dict[str, Any]:
     """Counts for a discrete architecture (`arch`) or a search supernet (`supernet`)."""
+    from jaxnas.data.text import CORPORA
+
+    if (arch is None) == (supernet is None):
+        raise ValueError("give either an architecture or --supernet NAME")
+    if dataset in CORPORA:
+        return _describe_text(arch, supernet, dataset, channels)
     shape, classes, family = _dataset(dataset)
     x = jnp.zeros((1,) + shape)
     if (arch is None) == (supernet is None):
@@ -57,8 +98,9 @@ def describe(
     if supernet is not None:
         from jaxnas.spaces.base import SPACES, get_space
 
-        if supernet not in SUPERNETS:
-            raise ValueError(f"unknown supernet {supernet!r}; valid supernets: {', '.join(SUPERNETS)}")
+        if supernet not in SUPERNETS or supernet == "darts_rnn":
+            raise ValueError(f"unknown supernet {supernet!r} on {dataset}; valid supernets: darts, nb201, chain "
+                             "(darts_rnn on a text corpus)")
         cls = SPACES[supernet]
         space = get_space(supernet, **cls.sized(channels, layers), **cls.counting_options)
         model = space.supernet(classes)
@@ -121,23 +163,29 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--plot draws a discrete architecture; give one instead of --supernet")
             from jaxnas import viz
 
-            architecture = resolve_architecture(args.arch)
+            architecture = resolve_architecture(args.arch, recurrent=info["multiply_adds"] is None)
             if isinstance(architecture, NB201Arch):
                 viz.plot_nb201(architecture, args.plot)
+            elif isinstance(architecture, RecurrentGenotype):
+                viz.plot_recurrent(architecture.recurrent, architecture.concat, args.plot, args.arch[:20])
             else:
                 viz.plot_genotype(architecture, args.plot, title=args.arch if len(args.arch) < 20 else "")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:
-        keys = ("params", "params_with_aux", "multiply_adds")
+        keys = ("params",) if info["multiply_adds"] is None else ("params", "params_with_aux", "multiply_adds")
         keys += ("benchmark_test_acc",) if info["benchmark_test_acc"] else ()
         print(json.dumps({k: info[k] for k in keys}))
     else:
         print(f"{info['name']} on {info['dataset']}")
-        print(f"  parameters (without auxiliary head): {info['params']:,}")
-        print(f"  parameters (with auxiliary head):    {info['params_with_aux']:,}")
-        print(f"  multiply-adds (conv + linear):       {info['multiply_adds'] / 1e6:.1f} M")
+        if info["multiply_adds"] is None:  # a language model
+            print(f"  parameters: {info['params']:,} ({info['vocab_size']:,} words, {info['dim']} dimensions, "
+                  f"decoder tied to the embedding)")
+        else:
+            print(f"  parameters (without auxiliary head): {info['params']:,}")
+            print(f"  parameters (with auxiliary head):    {info['params_with_aux']:,}")
+            print(f"  multiply-adds (conv + linear):       {info['multiply_adds'] / 1e6:.1f} M")
         if info["benchmark_test_acc"]:
             accs = ", ".join(f"{d} {a:.2f} %" for d, a in info["benchmark_test_acc"].items())
             print(f"  NAS-Bench-201 test accuracy (200 epochs): {accs}")

@@ -38,3 +38,19 @@ def test_bad_input_is_one_line_naming_the_choices(capsys):
     err = capsys.readouterr().err.strip()
     assert "unknown dataset 'mnist'" in err and "cifar10" in err
     assert not os.path.exists("NOT_A_GENOTYPE")
+
+
+def test_describe_counts_the_recurrent_cells_language_model():
+    """Issue 36: DARTS_V2 at the paper's PTB size (850 dims, 10,000 words) and WikiText-2's (700,
+    33,278 words), counted from the layer shapes: the embedding (the decoder tied to it), the
+    decoder's bias, W0 (2D × 2D) and one D × 2D matrix per node; the search supernet (300 dims)."""
+    from jaxnas.describe import describe, main
+
+    def count(vocab, dim, nodes=8):
+        return vocab * dim + vocab + (2 * dim) * (2 * dim) + nodes * dim * (2 * dim)
+
+    assert describe("DARTS_V2", dataset="ptb", channels=850)["params"] == count(10_000, 850) == 22_960_000
+    assert describe("DARTS_V2", dataset="wikitext2", channels=700)["params"] == count(33_278, 700)
+    assert describe("ENAS", dataset="ptb", channels=850)["params"] == count(10_000, 850, nodes=11)
+    assert describe(supernet="darts_rnn", dataset="ptb")["params"] == count(10_000, 300) == 4_810_000
+    assert main(["DARTS_V2", "--dataset", "ptb", "--supernet", "darts"]) == 2  # one line, exit 2

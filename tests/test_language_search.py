@@ -186,3 +186,23 @@ def test_offline_search_learns_and_resumes_exactly(tmp_path, xla_cache):
     a2, g2, m2 = _outputs(resumed)
     np.testing.assert_array_equal(a2["recurrent"], alphas["recurrent"])
     assert g2 == genotype and m2 == metrics
+
+
+def test_enas_reward_and_candidate_score_are_inverse_perplexities(problem):
+    """ENAS's reward of a cell on a valid window is 80/perplexity (Pham et al.); the score that ranks
+    candidate cells is 1/perplexity; both without dropout and from the window's tokens only."""
+    from jaxnas.spaces.darts_rnn import DartsRnnSpace
+
+    net, params, stats, _, _, short = problem
+    space = DartsRnnSpace(channels=D, mixing="path")
+    path = space.path(space.decisions_of(space.arch_from_decisions([0, 1] + [1, 2] * 7)))
+    path_net = net.clone(mixing="path")
+    variables = {"params": params, "batch_stats": stats}
+    nll = path_net.apply(variables, short[0].T, short[4], path, train=True, length=short[2][0],
+                         mutable=["batch_stats"])[0][0]
+    n = int(short[2][0])
+    logp = jax.nn.log_softmax(nll[:n])
+    mean_nll = -float(jnp.take_along_axis(logp, short[1].T[:n, :, None], -1).mean())
+    assert abs(float(TASK.reward(path_net, variables, path, short)) - 80 * np.exp(-mean_nll)) < 1e-9
+    score, count = TASK.score(path_net, variables, path, short, True)
+    assert abs(float(score / count) - np.exp(-mean_nll)) < 1e-12

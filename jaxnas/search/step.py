@@ -95,7 +95,7 @@ def make_search_step(net: nn.Module, estimate: Callable[..., hypergrad.Estimate]
         alpha_forward, weight_forward = _with_task_rngs(task, state, alpha_forward, weight_forward)
         train_batches = tuple(task.attach(state.carry, b, axis_name) for b in train_batches)
         val_batch = task.attach(state.carry, val_batch, axis_name, stream="val")
-        loss_fn = task.loss(net, state.batch_stats, **alpha_forward)
+        loss_fn = task.loss(net, state.batch_stats, regularised=False, **alpha_forward)  # L_val, L_train of the α step
         lr = schedule(state.step - state.nonfinite_steps)  # the number of weight updates made so far
         d_alpha, est = estimate(
             loss_fn, state.params, state.alphas, inner, state.inner_opt_state, tuple(train_batches), val_batch,

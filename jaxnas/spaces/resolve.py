@@ -1,6 +1,7 @@
 """An architecture from what a user names: a genotype constant (DARTS_V1, DARTS_V2), a genotype
 JSON file or a search workdir holding one, or an NB201 arch string (used by `jaxnas.describe`,
-`jaxnas.train` and `jaxnas.compare`)."""
+`jaxnas.train` and `jaxnas.compare`). A recurrent cell's constants (DARTS_V1, DARTS_V2, ENAS) share
+names with the CNN cells: `recurrent=True` reads a name as the recurrent one."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ import json
 import os
 
 from jaxnas.vocabulary.darts import NAMED_GENOTYPES, Genotype
+from jaxnas.vocabulary.darts_rnn import NAMED_RNN_GENOTYPES, RecurrentGenotype
 from jaxnas.vocabulary.nb201 import NB201Arch
 
 
-def resolve_architecture(spec: str) -> Genotype | NB201Arch:
-    """A genotype constant name, a genotype JSON file (or search workdir), or an NB201 arch string."""
+def resolve_architecture(spec: str, recurrent: bool = False) -> Genotype | NB201Arch | RecurrentGenotype:
+    """A genotype constant name, a genotype JSON file (or search workdir), or an NB201 arch string;
+    with `recurrent`, a name is one of the recurrent cell's constants."""
+    if recurrent and spec in NAMED_RNN_GENOTYPES:
+        return NAMED_RNN_GENOTYPES[spec]
+    if recurrent and spec in NAMED_GENOTYPES:
+        raise ValueError(f"unknown recurrent cell {spec!r}; valid constants: {', '.join(NAMED_RNN_GENOTYPES)}")
     if spec in NAMED_GENOTYPES:
         return NAMED_GENOTYPES[spec]
     if spec.startswith("|"):
@@ -27,6 +34,8 @@ def resolve_architecture(spec: str) -> Genotype | NB201Arch:
             record = None  # Genotype.from_json says what is wrong with it
         if isinstance(record, dict) and "nb201" in record:  # an NB201 search's genotype.json
             return NB201Arch.from_string(record["nb201"])
+        if isinstance(record, dict) and "recurrent" in record:  # a darts_rnn search's genotype.json
+            return RecurrentGenotype.from_dict(record)
         return Genotype.from_json(text)
     raise ValueError(
         f"unknown architecture {spec!r}: not a genotype constant ({', '.join(NAMED_GENOTYPES)}), "

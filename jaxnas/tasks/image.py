@@ -110,8 +110,8 @@ class ImageClassification:
     def init_carry(self, config) -> Any:
         return None  # nothing is carried from one batch to the next
 
-    def loss(self, net, batch_stats, rngs: dict | None = None, **forward) -> Callable:
-        return classification_loss(net, batch_stats, rngs, **forward)
+    def loss(self, net, batch_stats, rngs: dict | None = None, regularised: bool = True, **forward) -> Callable:
+        return classification_loss(net, batch_stats, rngs, **forward)  # no regulariser to leave out
 
     def rngs(self, key: jax.Array) -> dict:
         return {}

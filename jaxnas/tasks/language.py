@@ -14,7 +14,9 @@ DARTS's recurrent search and of AWD-LSTM, Merity et al., 2018).
   from the weight step's pass; the valid stream's from a pass at the α step's (w, α) with its
   dropout masks, which is what the authors' first-order architect step hands on.
 - Loss: mean NLL per token plus TAR, `tar·mean((h_t − h_{t−1})²)` over the cell's outputs before
-  output dropout (β = 1e-3 in the paper). Perplexity is exp of the mean NLL.
+  output dropout (β = 1e-3 in the paper), for the weight step; the α step's losses (L_val, and
+  L_train inside the second-order estimators) are NLL alone, as in the authors' architect.
+  Perplexity is exp of the mean NLL.
 - Evaluation: the whole valid split at `eval_batch_size` columns in `bptt` windows with the hidden
   state carried, no dropout, BN's running statistics (the authors' `evaluate`).
 """
@@ -195,9 +197,10 @@ class LanguageModel:
         hidden = {"train": outputs["hidden"], "val": val_pass()["hidden"]}
         return {k: _all_rows(h, axis_name).astype(carry[k].dtype) for k, h in hidden.items()}
 
-    def loss(self, net, batch_stats, rngs: dict | None = None, **forward) -> Callable:
-        """loss_fn(w, α, (x, y, length, reset, hidden)) -> (NLL + TAR, ({"nll", "hidden"}, BN statistics))."""
-        tar = self.tar
+    def loss(self, net, batch_stats, rngs: dict | None = None, regularised: bool = True, **forward) -> Callable:
+        """loss_fn(w, α, (x, y, length, reset, hidden)) -> (NLL + TAR, ({"nll", "hidden"}, BN statistics));
+        without `regularised`, NLL alone: the α step's losses, as the authors' architect computes them."""
+        tar = self.tar if regularised else 0.0
 
         def loss_fn(w, a, batch):
             x, y, length, _, hidden = batch

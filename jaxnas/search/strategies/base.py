@@ -78,8 +78,9 @@ class Strategy:
         """The architecture parameters the state starts with."""
         return space.init_alphas(rng)
 
-    def make_step(self, config, space, net, schedule, axis_name, image_shape):
-        """(step, weight optimizer, α optimizer) of a strategy with its own step; None: the bilevel step."""
+    def make_step(self, config, space, net, schedule, axis_name, image_shape, task=None):
+        """(step, weight optimizer, α optimizer) of a strategy with its own step (learning `task`);
+        None: the bilevel step."""
         return None
 
     def alpha_view(self, config, space, alphas) -> dict[str, np.ndarray]:
