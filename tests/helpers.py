@@ -1,5 +1,6 @@
 """Checks shared by the search-space tests, and the environment of the tests' subprocesses."""
 
+import json
 import os
 
 import jax
@@ -98,3 +99,15 @@ def read_scalars(logdir: str) -> list[tuple[str, int, float]]:
             event = Event.FromString(body)
             out += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
     return out
+
+
+def search_outputs(workdir):
+    """(α, genotype, metrics without timings) a search left in `workdir`: what two runs that must
+    be the same are compared by."""
+    with np.load(os.path.join(workdir, "alphas.npz")) as z:
+        alphas = {k: z[k] for k in z}
+    with open(os.path.join(workdir, "genotype.json")) as f:
+        genotype = json.load(f)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        metrics = [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in f]
+    return alphas, genotype, metrics

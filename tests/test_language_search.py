@@ -4,7 +4,6 @@ unrolled α gradients against float64 central differences (the first order of th
 loop in test_rnn), and `python -m jaxnas.search` on the offline corpus: perplexity falls, and a run
 resumed from a mid-epoch checkpoint (hidden states carried in it) ends as the uninterrupted one."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import subprocess_env
+from helpers import search_outputs, subprocess_env
 from test_rnn import ref_search
 
 from jaxnas.nn.rnn import RnnSupernet
@@ -157,14 +156,7 @@ def _search(workdir, cache, *flags):
     return r
 
 
-def _outputs(workdir):
-    with np.load(os.path.join(workdir, "alphas.npz")) as z:
-        alphas = {k: z[k] for k in z}
-    with open(os.path.join(workdir, "genotype.json")) as f:
-        genotype = json.load(f)
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        metrics = [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in f]
-    return alphas, genotype, metrics
+_outputs = search_outputs
 
 
 def test_offline_search_learns_and_resumes_exactly(tmp_path, xla_cache):

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import flip_bytes, read_scalars, subprocess_env
+from helpers import flip_bytes, read_scalars, search_outputs, subprocess_env
 
 from jaxnas.runs import NonFiniteError
 from jaxnas.search import loop
@@ -54,14 +54,7 @@ def _ok(r):
     return r
 
 
-def _outputs(workdir):
-    with np.load(os.path.join(workdir, "alphas.npz")) as z:
-        alphas = {k: z[k] for k in z}
-    with open(os.path.join(workdir, "genotype.json")) as f:
-        genotype = json.load(f)
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        metrics = [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in f]
-    return alphas, genotype, metrics
+_outputs = search_outputs
 
 
 def _assert_same_run(a, b):
