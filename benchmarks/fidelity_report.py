@@ -7,6 +7,8 @@ A study's folder under `benchmarks/results/` holds what `python -m jaxnas.study`
 `meta.json` (the command, date, machine, versions, commit and the search's total steps) and
 `findings.md` (what the numbers say, written by whoever ran it). Everything else in the page is
 computed here from those files, so rerunning this script after a new study run updates it.
+`benchmarks/results/fidelity_notes.md` (hand-written sections that need no study, e.g. where an
+original implementation departs from its paper) ends the page.
 """
 
 from __future__ import annotations
@@ -208,6 +210,10 @@ def main() -> None:
         lines += init_section(init)
     for name in studies:
         lines += study_section(name, os.path.join(RESULTS, name), os.path.join(os.path.dirname(args.out), "fidelity"))
+    notes = os.path.join(RESULTS, "fidelity_notes.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            lines += [f.read().rstrip(), ""]
     with open(args.out, "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
     print(f"wrote {args.out} ({len(studies)} studies)")

@@ -16,13 +16,13 @@ def main() -> None:
     fault, module, *args = sys.argv[1:]
     if fault == "data_unavailable":
         from jaxnas.data.pipeline import DataError
-        from jaxnas.search import loop as search_loop
+        from jaxnas.tasks import image as image_task
         from jaxnas.train import loop as train_loop
 
         def unavailable(name, *_, **__):
             raise DataError(f"data set {name!r} is not prepared and its download host cannot be resolved (offline?)")
 
-        search_loop.load_split = train_loop.load_split = unavailable
+        image_task.load_split = train_loop.load_split = unavailable
     elif fault.startswith(("disk_full_at:", "tensorstore_full_at:")):
         import orbax.checkpoint as ocp
 

@@ -136,9 +136,9 @@ def test_preparing_the_digits_is_one_line_unless_debugging(tmp_path, debug):
 
 def test_a_failed_preparation_leaves_no_empty_folders(tmp_path, monkeypatch):
     """Offline, `--config.dataset=cifar10` left an empty <data_dir>/cifar10_python/ (and downloads/)."""
-    from jaxnas.data import cifar
+    from jaxnas.data import download
 
-    monkeypatch.setattr(cifar, "host_resolves", lambda url, timeout=5.0: False)  # no network
+    monkeypatch.setattr(download, "host_resolves", lambda url, timeout=5.0: False)  # no network
     (tmp_path / "tfds").mkdir()
     (tmp_path / "tfds" / "mine.txt").write_text("kept")
     with pytest.raises(DataError, match="no network: cannot resolve the host"):

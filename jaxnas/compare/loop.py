@@ -26,23 +26,23 @@ from jaxnas.counting import count_params
 from jaxnas.data.pipeline import image_shape_and_classes
 from jaxnas.search import loop as search_loop
 from jaxnas.spaces.base import arch_metric_names, get_space
+from jaxnas.tasks import get_task
 from jaxnas.train import loop as train_loop
 from jaxnas.writers import read_metrics
 
 COLUMNS = ("strategy", "search_val_acc", "params", "search_seconds", "test_acc", "genotype")
 
 
-def _params(space: Any, search_workdir: str, train: ml_collections.ConfigDict, image_shape: tuple,
-            num_classes: int) -> int | None:
+def _params(space: Any, search_workdir: str, train: ml_collections.ConfigDict, search) -> int | None:
     """Parameters of the derived architecture's discrete network (`SearchSpace.params_network`: for
     DARTS genotypes the network `jaxnas.train` builds with `train`'s settings, for NB201 cells the
     search space's own network), or None where the space reports none."""
     with open(os.path.join(search_workdir, "genotype.json")) as f:
         arch = space.arch_from_dict(json.load(f))
-    built = space.params_network(arch, num_classes, train)
-    if built is None:
+    if space.params_network(arch, 10, train) is None:
         return None
-    net, args = built
+    image_shape, num_classes = image_shape_and_classes(search.dataset, search.data_dir)
+    net, args = space.params_network(arch, num_classes, train)
     x = jnp.zeros((1, *image_shape))
     variables = jax.eval_shape(lambda: net.init(jax.random.key(0), x, *args, train=False))
     return count_params(variables["params"])
@@ -59,10 +59,11 @@ def _search_once(config, name: str, seed: int, out: str) -> dict[str, Any]:
     metrics = read_metrics(os.path.join(out, "metrics.jsonl"))
     with open(os.path.join(out, "genotype.json")) as f:
         genotype = json.load(f)
-    row = {"search_val_acc": metrics[-1]["val_acc"],
+    metric = get_task(search.task).ranking[0]
+    row = {f"search_{metric}": metrics[-1][metric],  # search_val_acc; a language model's search_val_ppl
            # what the space knows of the derived cell (NB201: its benchmark accuracies), as the search logged it
            **{k: metrics[-1][k] for k in arch_metric_names(space) if k in metrics[-1]},
-           "params": _params(space, out, config.train, *image_shape_and_classes(search.dataset, search.data_dir)),
+           "params": _params(space, out, config.train, search),
            "search_seconds": sum(m["seconds"] for m in metrics), "test_acc": None, "genotype": genotype}
     if config.train_epochs:
         train = config.train.copy_and_resolve_references()
@@ -119,8 +120,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def closing_lines(config: ml_collections.ConfigDict, workdir: str, result: dict) -> list[str]:
     """What a finished comparison ends with: the best strategy, where the tables are, what to run next."""
     rows, seeds = result["rows"], config_lib.seeds(config)
-    key, what = ("test_acc", "test acc") if config.train_epochs else ("search_val_acc", "search-val acc")
-    best = max(rows, key=lambda r: r[key][0] if r[key] else -1.0)
+    metric, name, higher = get_task(config.search.task).ranking
+    key, what = ("test_acc", "test acc") if config.train_epochs else (f"search_{metric}", name)
+    sign = 1.0 if higher or config.train_epochs else -1.0
+    best = max(rows, key=lambda r: sign * r[key][0] if r[key] else -float("inf"))
     score = f"{best[key][0]:.4f}" if best[key] else "–"
     return [f"comparison done: {len(rows)} strategies; best {what}: {best['strategy']} ({score})",
             f"outputs in {workdir}: comparison.md, comparison.json, one workdir per strategy",
@@ -141,7 +144,8 @@ def write_table(rows: list[dict], config: ml_collections.ConfigDict, workdir: st
         json.dump(rows, f, indent=1)
     s, seeds = config.search, config_lib.seeds(config)
     extra = sorted({k for r in rows for k in r if k.startswith("benchmark_acc_")})
-    header = ["strategy", "search-val acc", *(k.replace("benchmark_acc_", "NB201 ") + " %" for k in extra),
+    metric, name, higher = get_task(s.task).ranking
+    header = ["strategy", name, *(k.replace("benchmark_acc_", "NB201 ") + " %" for k in extra),
               "params", "search s", "test acc"]
     lines = [f"Search: space {s.space} (C={s.channels}, {s.layers} layers), {s.dataset}, {s.epochs} epochs, "
              f"batch {s.batch_size}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
@@ -150,7 +154,8 @@ def write_table(rows: list[dict], config: ml_collections.ConfigDict, workdir: st
                 else ""), "",
              "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for r in rows:
-        cells = [r["strategy"], _cell(r["search_val_acc"], ".4f"), *(_cell(r.get(k), ".2f") for k in extra),
+        cells = [r["strategy"], _cell(r[f"search_{metric}"], ".4f" if higher else ".2f"),
+                 *(_cell(r.get(k), ".2f") for k in extra),
                  _cell(r["params"], ",.0f"), _cell(r["search_seconds"], ".0f"), _cell(r["test_acc"], ".4f")]
         lines.append("| " + " | ".join(cells) + " |")
     with open(os.path.join(workdir, "comparison.md"), "w") as f:

@@ -217,11 +217,12 @@ class SearchRun:
     task: Any = None  # what is learned (`jaxnas.tasks`)
 
 
-def _derive_context(config, setup: SearchSetup, mesh, data, task):
+def _derive_context(config, setup: SearchSetup, mesh, data, task=None):
     """Scoring of candidate architectures (or any α) on the task's scoring batch (images: the first
     search-val batch, by accuracy; BN as the strategy's `eval_train_mode`), and short training of
     one architecture from the initial weights (PNAS's scratch evaluator): built for every strategy
     that `needs_derive_context`."""
+    task = task or ImageClassification()
     net, train_data = setup.net, data.train
     train_mode = setup.strategy.eval_train_mode
     batch = host_batch(task.score_batch(data), mesh)

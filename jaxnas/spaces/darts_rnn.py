@@ -161,4 +161,5 @@ class DartsRnnSpace(SpaceOptions):
         return None
 
     def follow_up(self, workdir):
-        return f"python -m jaxnas.train --config=configs/train_rnn_offline.py --config.genotype={workdir}"
+        return (f"python -m jaxnas.describe {workdir} --dataset ptb --plot cell.png   (the cell and its size as the "
+                "paper's PTB model)")

@@ -89,6 +89,8 @@ class ImageClassification:
     name: str = "image_classification"
     step_metrics: tuple[str, ...] = ("train_acc",)
     eval_metrics: tuple[str, ...] = ("val_loss", "val_acc")
+    # The search-val metric that ranks runs: (record key, what tables call it, whether higher is better)
+    ranking: tuple[str, str, bool] = ("val_acc", "search-val acc", True)
 
     def search_data(self, config, pid: int = 0, pcount: int = 1) -> SearchData:
         return search_data(config, pid, pcount)

@@ -146,6 +146,7 @@ class LanguageModel:
     name: str = "language_model"
     step_metrics: tuple[str, ...] = ("train_nll",)
     eval_metrics: tuple[str, ...] = ("val_loss", "val_ppl")
+    ranking: tuple[str, str, bool] = ("val_ppl", "valid ppl", False)  # (record key, its name, higher is better)
 
     def network_options(self) -> dict:
         return {k: getattr(self, k) for k in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")}
