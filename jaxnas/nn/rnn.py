@@ -174,6 +174,15 @@ class _LanguageModel(nn.Module):
     def uses_batch_norm(self, alphas) -> bool:
         return False
 
+    def _example_mask(self, rng, rate: float, b: int, d: int, dtype):
+        """A (b, d) mask of this device's examples: drawn for the whole batch over `axis_name`'s
+        devices and sliced, so N devices drop what one device would."""
+        if self.axis_name is None or rng is None or rate == 0.0:
+            return locked_mask(rng, rate, (b, d), dtype)
+        n = jax.lax.psum(1, self.axis_name)
+        full = locked_mask(rng, rate, (b * n, d), dtype)
+        return jax.lax.dynamic_slice_in_dim(full, jax.lax.axis_index(self.axis_name) * b, b, 0)
+
     @nn.compact
     def __call__(self, tokens, hidden, alphas=None, train: bool = False, length=None, use_dropout: bool | None = None):
         d, v = self.dim, self.vocab_size
@@ -194,9 +203,9 @@ class _LanguageModel(nn.Module):
         rngs = list(jax.random.split(self.make_rng("dropout"), 5)) if use_dropout and any(rates) else [None] * 5
         words = locked_mask(rngs[0], self.dropoute, (v, 1), embedding.dtype)
         emb = jnp.take(embedding * words, tokens, axis=0)  # (T, B, D)
-        emb = emb * locked_mask(rngs[1], self.dropouti, (1, b, d), emb.dtype)
-        masks = (locked_mask(rngs[2], self.dropoutx, (b, d), emb.dtype),
-                 locked_mask(rngs[3], self.dropouth, (b, d), emb.dtype))
+        emb = emb * self._example_mask(rngs[1], self.dropouti, b, d, emb.dtype)[None]
+        masks = (self._example_mask(rngs[2], self.dropoutx, b, d, emb.dtype),
+                 self._example_mask(rngs[3], self.dropouth, b, d, emb.dtype))
         length = t_len if length is None else length
 
         def step(carry, inputs):
@@ -211,7 +220,7 @@ class _LanguageModel(nn.Module):
         (h_last, stats), outputs = jax.lax.scan(step, (hidden, stats), (emb, jnp.arange(t_len)))
         if train and norm and not self.is_initializing():
             bn_mean.value, bn_var.value = stats
-        dropped = outputs * locked_mask(rngs[4], self.dropout, (1, b, d), outputs.dtype)
+        dropped = outputs * self._example_mask(rngs[4], self.dropout, b, d, outputs.dtype)[None]
         logits = dropped @ embedding.T + bias
         return logits, {"hidden": h_last, "outputs": outputs}
 
