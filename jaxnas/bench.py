@@ -43,6 +43,7 @@ from jaxnas.search import config as config_lib
 from jaxnas.search.hypergrad import ESTIMATORS
 from jaxnas.search.loop import search_setup
 from jaxnas.search.state import SearchState
+from jaxnas.search.step import with_task_rngs
 from jaxnas.search.strategies import get_strategy
 from jaxnas.tasks import get_task
 from jaxnas.tasks.image import ImageClassification
@@ -57,9 +58,7 @@ def weight_step(net, opt, forward=None, task=None):
     task = task or ImageClassification()
 
     def step(state: SearchState, train_batches, val_batch):
-        options = forward(state)[1] if forward is not None else {}
-        options = {**options, "rngs": {**(options.get("rngs") or {}), **task.rngs(state.rng)}} if task.rngs(
-            state.rng) else options
+        options = with_task_rngs(task, forward(state)[1] if forward is not None else {}, state.rng)
         loss = task.loss(net, state.batch_stats, **options)
         batch = task.attach(state.carry, train_batches[0])
         (value, (_, stats)), g = jax.value_and_grad(loss, has_aux=True)(state.params, state.alphas, batch)

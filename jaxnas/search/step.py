@@ -115,9 +115,7 @@ def make_search_step(net: nn.Module, estimate: Callable[..., hypergrad.Estimate]
         (loss, (outputs, batch_stats)), g = jax.value_and_grad(weight_loss, has_aux=True)(state.params, alphas, batch)
         loss, g = mean(loss), mean(g)
         w_updates, weight_opt_state = weight_opt.update(g, state.weight_opt_state, state.params)
-        scale = task.update_scale(batch)  # a language model's shorter window: a smaller step
-        if scale is not None:
-            w_updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), w_updates)
+        w_updates = scale_updates(task, batch, w_updates)
         params = optax.apply_updates(state.params, w_updates)
         carry = task.carry_after(state.carry, outputs, lambda: loss_fn(state.params, state.alphas, val_batch)[1][0],
                                  axis_name)
@@ -143,12 +141,21 @@ def make_search_step(net: nn.Module, estimate: Callable[..., hypergrad.Estimate]
     return step
 
 
+def with_task_rngs(task, forward: dict, key: jax.Array) -> dict:
+    """`forward` (supernet apply options) with the task's own random streams from `key` added to
+    its rngs (a language model's dropout; images add none, and `forward` comes back as it was)."""
+    extra = task.rngs(key)
+    return {**forward, "rngs": {**(forward.get("rngs") or {}), **extra}} if extra else forward
+
+
+def scale_updates(task, batch, updates):
+    """The weight updates scaled as the task says for `batch` (a language model's shorter window: a
+    smaller step), or unchanged."""
+    scale = task.update_scale(batch)
+    return updates if scale is None else jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
+
+
 def _with_task_rngs(task, state: SearchState, alpha_forward: dict, weight_forward: dict) -> tuple[dict, dict]:
-    """The forward options with the task's own random streams added (a language model's dropout:
-    one key for every pass of the α step, another for the weight step; none for images)."""
-    keys = jax.random.split(jax.random.fold_in(state.rng, state.step))
-    out = []
-    for forward, key in zip((alpha_forward, weight_forward), keys):
-        extra = task.rngs(key)
-        out.append({**forward, "rngs": {**(forward.get("rngs") or {}), **extra}} if extra else forward)
-    return out[0], out[1]
+    """One key for every pass of the α step, another for the weight step."""
+    alpha_key, weight_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    return with_task_rngs(task, alpha_forward, alpha_key), with_task_rngs(task, weight_forward, weight_key)

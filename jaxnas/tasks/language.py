@@ -219,14 +219,16 @@ class LanguageModel:
 
         return loss_fn
 
-    def _window_nll(self, net, variables, path, batch, train_mode: bool):
-        """(NLL summed over the window's tokens, their count), dropout off."""
+    def _window_nll(self, net, variables, path, batch, train_mode: bool, with_hidden: bool = False):
+        """(NLL summed over the window's tokens, their count), dropout off; with `with_hidden`, also
+        the hidden state at the window's end."""
         x, y, length, reset, hidden = batch
         n = length[0]
-        (logits, _), _ = net.apply(variables, x.T, jnp.where(reset[:, None], 0.0, hidden), path, train=train_mode,
-                                   length=n, use_dropout=False, mutable=["batch_stats"])
+        (logits, out), _ = net.apply(variables, x.T, jnp.where(reset[:, None], 0.0, hidden), path, train=train_mode,
+                                     length=n, use_dropout=False, mutable=["batch_stats"])
         live = (jnp.arange(x.shape[1]) < n).astype(logits.dtype)[:, None]
-        return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, y.T) * live), n * x.shape[0] * 1.0
+        totals = jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, y.T) * live), n * x.shape[0] * 1.0
+        return (*totals, out["hidden"]) if with_hidden else totals
 
     def score(self, net, variables: dict, path: Any, batch: Any, train_mode: bool) -> tuple[jax.Array, jax.Array]:
         """(exp(−NLL), 1) of one architecture on a window: summed over devices, their ratio is the
@@ -259,16 +261,11 @@ class LanguageModel:
     def evaluator(self, net, mesh, train_mode: bool) -> Callable:
         """evaluate(state, α, data) -> {"val_loss", "val_ppl"}: valid in order, hidden state carried."""
 
-        def window_totals(state_and_alphas, x, y, length, reset, hidden):
+        def window_totals(state_and_alphas, *batch):
             state, alphas = state_and_alphas
-            hidden = jnp.where(reset[:, None], 0.0, hidden)
-            n = length[0]
-            (logits, out), _ = net.apply({"params": state.params, "batch_stats": state.batch_stats}, x.T, hidden,
-                                         alphas, train=train_mode, length=n, use_dropout=False, mutable=["batch_stats"])
-            live = (jnp.arange(x.shape[1]) < n).astype(logits.dtype)[:, None]
-            nll = optax.softmax_cross_entropy_with_integer_labels(logits, y.T)
-            totals = jnp.stack([jnp.sum(nll * live), n * x.shape[0] * 1.0])
-            return jax.lax.psum(totals, DATA_AXIS), out["hidden"]
+            variables = {"params": state.params, "batch_stats": state.batch_stats}
+            nll, count, hidden = self._window_nll(net, variables, alphas, batch, train_mode, with_hidden=True)
+            return jax.lax.psum(jnp.stack([nll, count]), DATA_AXIS), hidden
 
         mapped = jax.jit(jax.shard_map(window_totals, mesh=mesh, in_specs=(P(),) + (P(DATA_AXIS),) * 5,
                                        out_specs=(P(), P(DATA_AXIS)), check_vma=False))

@@ -23,7 +23,7 @@ import optax
 
 from jaxnas.parallel import cross_device_mean
 from jaxnas.search.state import SearchOptimizers, SearchState, search_optimizers
-from jaxnas.search.step import all_finite
+from jaxnas.search.step import all_finite, scale_updates, with_task_rngs
 from jaxnas.search.strategies.base import DeriveContext, Score, Strategy
 from jaxnas.spaces.decisions import sample_uniform
 from jaxnas.tasks.image import ImageClassification
@@ -132,14 +132,11 @@ def make_sampled_step(net, optimizers: SearchOptimizers, draw_path, alpha_update
         path = draw_path(state.alphas, draw_key)
         batch = task.attach(state.carry, train_batches[0], axis_name)
         val_batch = task.attach(state.carry, val_batch, axis_name, stream="val")
-        rngs = task.rngs(jax.random.fold_in(draw_key, 1))
-        loss_fn = task.loss(net, state.batch_stats, **({"rngs": rngs} if rngs else {}))
+        loss_fn = task.loss(net, state.batch_stats, **with_task_rngs(task, {}, jax.random.fold_in(draw_key, 1)))
         (loss, (outputs, batch_stats)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params, path, batch)
         loss, g = mean(loss), mean(g)
         updates, weight_opt_state = weight_opt.update(g, state.weight_opt_state, state.params)
-        scale = task.update_scale(batch)
-        if scale is not None:
-            updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
+        updates = scale_updates(task, batch, updates)
         params = optax.apply_updates(state.params, updates)
         val_loss, (val_outputs, _) = loss_fn(params, path, val_batch)  # the same architecture, after the step
         val_loss = mean(val_loss)
