@@ -55,6 +55,9 @@ class RunHooks:
     end_epoch: Callable[[EpochEnd], dict]  # writes the epoch's outputs; returns its record
     start: Callable[[Any], None] | None = None  # called on process 0 with the state of a run starting at step 0
     throughput: tuple[int, str] | None = None  # (what one step reads, its unit); None: (batch_size, "images")
+    # (state, every epoch record so far) -> the state the next epoch starts from, before the epoch's
+    # checkpoint: a decision taken between epochs (NT-ASGD's switch) is part of the saved state.
+    after_epoch: Callable[[Any, list[dict]], Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +133,8 @@ def drive(hooks: RunHooks, config: ml_collections.ConfigDict, workdir: str, step
             flush()
             last = hooks.end_epoch(EpochEnd(state, step // spe, step, sums, time.perf_counter() - t_epoch, writer))
             history.append(json.loads(json.dumps(json_safe(last), allow_nan=False)))
+            if hooks.after_epoch is not None:
+                state = hooks.after_epoch(state, history)
             # A run of non-finite steps goes on across the epoch's end (`healthy`, max_nonfinite_steps).
             sums = dataclasses.replace(EpochSums.empty(hooks.metrics), consecutive_nonfinite=sums.consecutive_nonfinite)
             save()

@@ -24,6 +24,7 @@ BPTT lengths) pass `length`: later steps leave the hidden state and BN statistic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -168,8 +169,28 @@ class _LanguageModel(nn.Module):
     dropoute: float = 0.0  # whole words: rows of the embedding
     axis_name: Any = None
 
+    def cell_params(self) -> dict:
+        """The cell's weights: W0 (2D, 2D) and one (D, 2D) matrix per node (declared in `__call__`)."""
+        d = self.dim
+        return {"W0": self.param("W0", uniform_init, (2 * d, 2 * d)),
+                "Ws": self.param("Ws", uniform_init, (self.steps, d, 2 * d))}
+
     def cell(self, params, alphas, x, h, masks, stats, train):  # pragma: no cover - overridden
         raise NotImplementedError
+
+    @property
+    def state_size(self) -> int:
+        """The width of the hidden state carried between windows (the cell's: D)."""
+        return self.dim
+
+    @property
+    def mask_sizes(self) -> tuple[int, int]:
+        """The widths of the input and hidden dropout masks."""
+        return self.dim, self.dim
+
+    def cell_output(self, state: jax.Array) -> jax.Array:
+        """The (B, D) output of a time step from the carried state (the cell's: the state itself)."""
+        return state
 
     def uses_batch_norm(self, alphas) -> bool:
         return False
@@ -188,8 +209,7 @@ class _LanguageModel(nn.Module):
         d, v = self.dim, self.vocab_size
         embedding = self.param("embedding", uniform_init, (v, d))
         bias = self.param("bias", nn.initializers.zeros, (v,))
-        params = {"W0": self.param("W0", uniform_init, (2 * d, 2 * d)),
-                  "Ws": self.param("Ws", uniform_init, (self.steps, d, 2 * d))}
+        params = self.cell_params()
         norm = self.uses_batch_norm(alphas)
         if norm:
             bn_mean = self.variable("batch_stats", "mean", jnp.zeros, (d,), embedding.dtype)
@@ -204,8 +224,9 @@ class _LanguageModel(nn.Module):
         words = locked_mask(rngs[0], self.dropoute, (v, 1), embedding.dtype)
         emb = jnp.take(embedding * words, tokens, axis=0)  # (T, B, D)
         emb = emb * self._example_mask(rngs[1], self.dropouti, b, d, emb.dtype)[None]
-        masks = (self._example_mask(rngs[2], self.dropoutx, b, d, emb.dtype),
-                 self._example_mask(rngs[3], self.dropouth, b, d, emb.dtype))
+        x_size, h_size = self.mask_sizes
+        masks = (self._example_mask(rngs[2], self.dropoutx, b, x_size, emb.dtype),
+                 self._example_mask(rngs[3], self.dropouth, b, h_size, emb.dtype))
         length = t_len if length is None else length
 
         def step(carry, inputs):
@@ -215,7 +236,7 @@ class _LanguageModel(nn.Module):
             live = t < length
             h = jnp.where(live, new_h, h)
             stats = jax.tree.map(lambda n, o: jnp.where(live, n, o), new_stats, stats)
-            return (h, stats), new_h
+            return (h, stats), self.cell_output(new_h)
 
         (h_last, stats), outputs = jax.lax.scan(step, (hidden, stats), (emb, jnp.arange(t_len)))
         if train and norm and not self.is_initializing():
@@ -256,3 +277,58 @@ class RnnNetwork(_LanguageModel):
 
 def rnn_network(genotype: RecurrentGenotype, vocab_size: int, dim: int, **dropouts) -> RnnNetwork:
     return RnnNetwork(vocab_size=vocab_size, dim=dim, steps=genotype.steps, genotype=genotype, **dropouts)
+
+
+def lstm_step(w, b, x, h, c):
+    """One LSTM step (gates i, f, g, o in PyTorch's order) from `[x, h] @ w + b`."""
+    i, f, g, o = jnp.split(jnp.concatenate([x, h], -1) @ w + b, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+class LstmNetwork(_LanguageModel):
+    """The baseline a searched cell is compared with: two LSTM layers (D → `hidden` → D, the second
+    tied to the embedding's width), in the same model, dropouts and recipe as the cell's network:
+    `dropoutx` on the first layer's input, `dropouth` on its output, the rest unchanged. The carried
+    state packs (h1, c1, c2, h2)."""
+
+    hidden: int = 0
+
+    def cell_params(self) -> dict:
+        d, n = self.dim, self.hidden
+        return {"W1": self.param("W1", uniform_init, (d + n, 4 * n)), "b1": self.param("b1", nn.initializers.zeros,
+                                                                                     (4 * n,)),
+                "W2": self.param("W2", uniform_init, (n + d, 4 * d)), "b2": self.param("b2", nn.initializers.zeros,
+                                                                                     (4 * d,))}
+
+    @property
+    def state_size(self) -> int:
+        return 2 * self.hidden + 2 * self.dim
+
+    @property
+    def mask_sizes(self) -> tuple[int, int]:
+        return self.dim, self.hidden
+
+    def cell_output(self, state: jax.Array) -> jax.Array:
+        return state[:, -self.dim:]
+
+    def cell(self, params, alphas, x, h, masks, stats, train):
+        x_mask, h_mask = masks
+        n, d = self.hidden, self.dim
+        h1, c1, c2, h2 = jnp.split(h, [n, 2 * n, 2 * n + d], axis=-1)
+        h1, c1 = lstm_step(params["W1"], params["b1"], x * x_mask, h1, c1)
+        h2, c2 = lstm_step(params["W2"], params["b2"], h1 * h_mask, h2, c2)
+        return jnp.concatenate([h1, c1, c2, h2], -1), stats
+
+
+def lstm_cell_params(dim: int, hidden: int) -> int:
+    """Weights of the two LSTM layers (D → hidden → D) outside the embedding and decoder bias."""
+    return (dim + hidden) * 4 * hidden + 4 * hidden + (hidden + dim) * 4 * dim + 4 * dim
+
+
+def matching_lstm(dim: int, cell_params: int) -> int:
+    """The first layer's width whose two-layer LSTM has the parameter count nearest `cell_params`."""
+    a, b, c = 4.0, 8.0 * dim + 4.0, 4.0 * dim * dim + 4.0 * dim - cell_params
+    root = (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
+    candidates = (max(1, int(root) + k) for k in (-1, 0, 1, 2))
+    return min(candidates, key=lambda n: abs(lstm_cell_params(dim, n) - cell_params))

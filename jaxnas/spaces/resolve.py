@@ -37,6 +37,9 @@ def resolve_architecture(spec: str, recurrent: bool = False) -> Genotype | NB201
         if isinstance(record, dict) and "recurrent" in record:  # a darts_rnn search's genotype.json
             return RecurrentGenotype.from_dict(record)
         return Genotype.from_json(text)
+    if recurrent:
+        raise ValueError(f"unknown recurrent cell {spec!r}: not a constant ({', '.join(NAMED_RNN_GENOTYPES)}), a "
+                         "genotype JSON file or a darts_rnn search workdir")
     raise ValueError(
         f"unknown architecture {spec!r}: not a genotype constant ({', '.join(NAMED_GENOTYPES)}), "
         "a genotype JSON file, a search workdir, or an NB201 arch string starting with '|'"

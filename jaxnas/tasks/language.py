@@ -39,8 +39,13 @@ from jaxnas.data.text import Corpus, batchify, check_corpus, load_corpus, vocab_
 from jaxnas.parallel import DATA_AXIS, cross_device_mean, host_batch
 
 # The task block's options (`config.task`), with DARTS's search settings as defaults.
+# `length_sd` > 0 draws lengths as the training script does (normal around bptt or bptt/2, at
+# least 5, at most bptt + max_length_delta); `pad_multiple` > 0 pads each window to a multiple of it
+# (one compile per padded length) instead of to the longest length.
 OPTIONS = {"bptt": 35, "half_window_prob": 0.05, "tar": 1e-3, "dropout": 0.75, "dropouth": 0.25,
-           "dropoutx": 0.75, "dropouti": 0.2, "dropoute": 0.0}
+           "dropoutx": 0.75, "dropouti": 0.2, "dropoute": 0.0, "length_sd": 0.0, "max_length_delta": 20,
+           "pad_multiple": 0}
+MIN_LENGTH = 5  # the training script's shortest window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,26 +60,71 @@ class Windows:
     half_window_prob: float
     process_index: int = 0
     process_count: int = 1
+    length_sd: float = 0.0
+    max_length_delta: int = 20
+    pad_multiple: int = 0
+
+    @property
+    def max_length(self) -> int:
+        return self.bptt + self.max_length_delta if self.length_sd > 0 else self.bptt
 
     @property
     def steps_per_epoch(self) -> int:
-        return (len(self.data) - 1) // self.bptt
+        """Fixed-length windows: as many as fit. Drawn lengths (`length_sd`): as many as fit in the
+        stream unless the draws are 3.1 standard deviations long (p ≈ 0.001), so an epoch reads
+        nearly all of the stream and almost never runs past it (docs/design.md)."""
+        if self.length_sd <= 0:
+            return (len(self.data) - 1) // self.bptt
+        pmf = self.length_pmf()
+        mean = sum(k * p for k, p in pmf.items())
+        sd = math.sqrt(sum((k - mean) ** 2 * p for k, p in pmf.items()))
+        n = int((len(self.data) - 1) / mean)
+        while n > 1 and n * mean + 3.1 * sd * math.sqrt(n) > len(self.data) - 1:
+            n -= 1
+        return max(1, n)
+
+    def length_pmf(self) -> dict[int, float]:
+        """The drawn length's distribution: int(N(b, sd)) (rounded toward zero, as `int` does)
+        clipped to [5, max_length], b = bptt, or bptt/2 with `half_window_prob`."""
+        pmf = {k: 0.0 for k in range(MIN_LENGTH, self.max_length + 1)}
+        for b, p in ((self.bptt, 1.0 - self.half_window_prob), (self.bptt / 2, self.half_window_prob)):
+            cdf = [0.5 * (1 + math.erf((k - b) / (self.length_sd * math.sqrt(2)))) for k in range(self.max_length + 2)]
+            pmf[MIN_LENGTH] += p * cdf[MIN_LENGTH + 1]
+            pmf[self.max_length] += p * (1 - cdf[self.max_length])
+            for k in range(MIN_LENGTH + 1, self.max_length):
+                pmf[k] += p * (cdf[k + 1] - cdf[k])
+        return pmf
 
     def lengths(self, epoch: int) -> np.ndarray:
+        """The epoch's window lengths: a function of (seed, stream, epoch). Drawn lengths that would
+        run past the stream's end are cut there (later windows: length 0, a step that changes nothing)."""
         rng = np.random.default_rng([self.seed, self.stream, epoch])
         half = rng.random(self.steps_per_epoch) < self.half_window_prob
-        return np.where(half, self.bptt // 2, self.bptt)
+        base = np.where(half, self.bptt // 2, self.bptt)
+        if self.length_sd <= 0:
+            return base
+        centre = np.where(half, self.bptt / 2, self.bptt)
+        drawn = np.clip(np.trunc(rng.normal(centre, self.length_sd)), MIN_LENGTH, self.max_length).astype(np.int64)
+        ends = np.minimum(np.cumsum(drawn), len(self.data) - 1)
+        return np.diff(ends, prepend=0)
 
     def starts(self, epoch: int) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.lengths(epoch))[:-1]])
 
+    def padded(self, length: int) -> int:
+        """The window's length under `jit`: the longest length, or `length` rounded up to `pad_multiple`."""
+        if self.pad_multiple <= 0:
+            return self.max_length
+        return int(min(self.max_length, max(1, math.ceil(length / self.pad_multiple)) * self.pad_multiple))
+
     def window(self, start: int, length: int, reset: bool) -> tuple[np.ndarray, ...]:
-        """This process's (x, y, length, reset), `(B_local, bptt)` tokens padded with 0 after `length`."""
-        length = int(min(length, len(self.data) - 1 - start))
+        """This process's (x, y, length, reset), `(B_local, padded)` tokens padded with 0 after `length`."""
+        length = int(max(0, min(length, len(self.data) - 1 - start)))
         local = self.data.shape[1] // self.process_count
         cols = slice(self.process_index * local, (self.process_index + 1) * local)
-        x = np.zeros((self.bptt, local), np.int32)
-        y = np.zeros((self.bptt, local), np.int32)
+        pad = self.padded(length)
+        x = np.zeros((pad, local), np.int32)
+        y = np.zeros((pad, local), np.int32)
         x[:length] = self.data[start:start + length, cols]
         y[:length] = self.data[start + 1:start + 1 + length, cols]
         return (np.ascontiguousarray(x.T), np.ascontiguousarray(y.T), np.full(local, length, np.int32),
@@ -115,10 +165,16 @@ class TextSearchData:
     def eval_windows(self, split: str = "valid", batch_size: int | None = None) -> list[tuple[np.ndarray, ...]]:
         """`split` at `batch_size` (default eval_batch_size) columns in consecutive `bptt` windows."""
         stream = batchify(self.corpus.split(split), batch_size or self.eval_batch_size)
-        w = Windows(stream, self.bptt, 0, 0, 0.0, self.process_index, self.process_count)
-        return [w.window(start, self.bptt, start == 0) for start in range(0, len(stream) - 1, self.bptt)]
+        return eval_windows(stream, self.bptt, self.process_index, self.process_count)
 
     hidden_dim: int = 0
+
+
+def eval_windows(stream: np.ndarray, bptt: int, pid: int = 0, pcount: int = 1) -> list[tuple[np.ndarray, ...]]:
+    """A batchified stream in consecutive `bptt` windows (the last one shorter, padded), as the
+    authors evaluate: this process's (x, y, length, reset) columns."""
+    w = Windows(stream, bptt, 0, 0, 0.0, pid, pcount)
+    return [w.window(start, bptt, start == 0) for start in range(0, len(stream) - 1, bptt)]
 
 
 def _local_rows(tree, axis_name, rows: int):
@@ -129,7 +185,8 @@ def _local_rows(tree, axis_name, rows: int):
     return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, rows, 0), tree)
 
 
-def _all_rows(tree, axis_name):
+def all_rows(tree, axis_name):
+    """Every device's rows, gathered whole onto each (unchanged without `axis_name`)."""
     return tree if axis_name is None else jax.tree.map(lambda a: jax.lax.all_gather(a, axis_name, tiled=True), tree)
 
 
@@ -143,6 +200,9 @@ class LanguageModel:
     dropoutx: float = 0.75
     dropouti: float = 0.2
     dropoute: float = 0.0
+    length_sd: float = 0.0
+    max_length_delta: int = 20
+    pad_multiple: int = 0
     name: str = "language_model"
     step_metrics: tuple[str, ...] = ("train_nll",)
     eval_metrics: tuple[str, ...] = ("val_loss", "val_ppl")
@@ -156,14 +216,18 @@ class LanguageModel:
 
     def search_data(self, config, pid: int = 0, pcount: int = 1) -> TextSearchData:
         corpus = load_corpus(config.dataset, config.data_dir)
-        train = Windows(batchify(corpus.train, config.batch_size), self.bptt, config.seed, 0, self.half_window_prob,
-                        pid, pcount)
+        train = self.windows(batchify(corpus.train, config.batch_size), config.seed, 0, pid, pcount)
         val = AlphaWindows(train, batchify(corpus.valid, config.batch_size))
         if train.steps_per_epoch < 1:
             raise DataError(f"the {config.dataset} train split at batch size {config.batch_size} is shorter than one "
                             f"window of {self.bptt} tokens")
         return TextSearchData(train, val, corpus, train.steps_per_epoch, corpus.vocab_size, config.batch_size,
                               config.eval_batch_size, self.bptt, pid, pcount, config.channels)
+
+    def windows(self, stream: np.ndarray, seed: int, stream_id: int, pid: int = 0, pcount: int = 1) -> Windows:
+        """Windows over a batchified stream, lengths drawn as this task's options say."""
+        return Windows(stream, self.bptt, seed, stream_id, self.half_window_prob, pid, pcount, self.length_sd,
+                       self.max_length_delta, self.pad_multiple)
 
     def random_batches(self, config, n: int, key: jax.Array) -> tuple[None, int, list]:
         """(None, vocabulary size, `n` random full windows): what a benchmark of the step needs; the
@@ -196,7 +260,7 @@ class LanguageModel:
         """The hidden states after this step: the weight step's pass (train) and the α step's valid
         pass (`val_pass()`), gathered whole onto every device."""
         hidden = {"train": outputs["hidden"], "val": val_pass()["hidden"]}
-        return {k: _all_rows(h, axis_name).astype(carry[k].dtype) for k, h in hidden.items()}
+        return {k: all_rows(h, axis_name).astype(carry[k].dtype) for k, h in hidden.items()}
 
     def loss(self, net, batch_stats, rngs: dict | None = None, regularised: bool = True, **forward) -> Callable:
         """loss_fn(w, α, (x, y, length, reset, hidden)) -> (NLL + TAR, ({"nll", "hidden"}, BN statistics));
@@ -210,7 +274,7 @@ class LanguageModel:
                                            length=n, mutable=["batch_stats"], rngs=rngs, **forward)
             live = (jnp.arange(x.shape[1]) < n).astype(logits.dtype)[:, None]  # (T, 1)
             nll = optax.softmax_cross_entropy_with_integer_labels(logits, y.T)
-            nll = jnp.sum(nll * live) / (n * x.shape[0])
+            nll = jnp.sum(nll * live) / (jnp.maximum(n, 1) * x.shape[0])
             steps = out["outputs"]
             pairs = live[1:]  # (h_t − h_{t−1})² for t = 1 .. n−1
             tar_term = jnp.sum(jnp.square(steps[1:] - steps[:-1]) * pairs[..., None]) / (
@@ -219,7 +283,7 @@ class LanguageModel:
 
         return loss_fn
 
-    def _window_nll(self, net, variables, path, batch, train_mode: bool, with_hidden: bool = False):
+    def window_nll(self, net, variables, path, batch, train_mode: bool, with_hidden: bool = False):
         """(NLL summed over the window's tokens, their count), dropout off; with `with_hidden`, also
         the hidden state at the window's end."""
         x, y, length, reset, hidden = batch
@@ -233,13 +297,13 @@ class LanguageModel:
     def score(self, net, variables: dict, path: Any, batch: Any, train_mode: bool) -> tuple[jax.Array, jax.Array]:
         """(exp(−NLL), 1) of one architecture on a window: summed over devices, their ratio is the
         devices' mean 1/perplexity, so a higher score is a lower perplexity."""
-        nll, count = self._window_nll(net, variables, path, batch, train_mode)
+        nll, count = self.window_nll(net, variables, path, batch, train_mode)
         return jnp.exp(-nll / count), jnp.ones(())
 
     def reward(self, net, variables: dict, path: Any, batch: Any, axis_name=None) -> jax.Array:
         """ENAS's reward of a sampled cell: c / perplexity on a valid window, c = 80 (Pham et al.,
         2018), BN on the batch, no dropout."""
-        nll, count = self._window_nll(net, variables, path, batch, True)
+        nll, count = self.window_nll(net, variables, path, batch, True)
         nll = cross_device_mean(nll / count, axis_name)
         return 80.0 * jnp.exp(-nll)
 
@@ -264,7 +328,7 @@ class LanguageModel:
         def window_totals(state_and_alphas, *batch):
             state, alphas = state_and_alphas
             variables = {"params": state.params, "batch_stats": state.batch_stats}
-            nll, count, hidden = self._window_nll(net, variables, alphas, batch, train_mode, with_hidden=True)
+            nll, count, hidden = self.window_nll(net, variables, alphas, batch, train_mode, with_hidden=True)
             return jax.lax.psum(jnp.stack([nll, count]), DATA_AXIS), hidden
 
         mapped = jax.jit(jax.shard_map(window_totals, mesh=mesh, in_specs=(P(),) + (P(DATA_AXIS),) * 5,

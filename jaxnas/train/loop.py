@@ -4,8 +4,10 @@ metrics.jsonl, TensorBoard, progress). The step it drives is pure."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -20,6 +22,7 @@ from jaxnas.data.pipeline import Batcher, DataError, channel_stats, check_datase
 from jaxnas.data.streaming import StreamingBatcher, open_split, streaming_eval_batches
 from jaxnas.driver import EpochEnd, RunHooks, drive
 from jaxnas.errors import ConfigError
+from jaxnas.nn.network import NETWORKS as IMAGE_NETWORKS
 from jaxnas.nn.network import trained_network
 from jaxnas.nn.precision import COMPUTE_DTYPES, MatmulPrecision
 from jaxnas.parallel import (
@@ -37,7 +40,11 @@ from jaxnas.runs import (
     skipped_note,
 )
 from jaxnas.spaces.resolve import resolve_architecture
+from jaxnas.tasks import get_task
+from jaxnas.tasks.image import ImageClassification
+from jaxnas.tasks.language import LanguageModel
 from jaxnas.train import config as config_lib
+from jaxnas.train import language
 from jaxnas.train.step import init_state, lr_schedule, make_eval_totals, make_train_step, optimizer
 from jaxnas.vocabulary.darts import Genotype
 
@@ -90,23 +97,66 @@ def _data(config: ml_collections.ConfigDict, pid: int, pcount: int):
     return batcher, test_batches, train.num_classes, train.images.shape[1:]
 
 
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """What training one task takes: `check(config) -> architecture` (before the workdir is touched),
+    `load(config, task, pid, pcount) -> data` (with `steps_per_epoch`), `train(config, workdir,
+    task, architecture, data, stop) -> result`, and the lines a finished run ends with."""
+
+    networks: tuple[str, ...]
+    split_keys: tuple[str, ...]
+    check: Callable[[ml_collections.ConfigDict], Any]
+    load: Callable[..., Any]
+    train: Callable[..., dict[str, Any]]
+    closing_lines: Callable[[str, dict], list[str]]
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Train (or resume, or report) `config` in `workdir`; returns result.json's content (or
     `{"stopped": True, ...}` when a signal ended it early)."""
     pid, pcount, devices = jax.process_index(), jax.process_count(), jax.device_count()
     log_preflight(config.compute_dtype)
+    config = config_lib.resolve(config)
+    task = get_task(config.task)
+    trainer = trainer_of(task)
     config_lib.validate(config, devices, pcount)
-    genotype = resolve_genotype(config.genotype)
-    check_dataset(config.dataset, config.data_dir)
+    architecture = trainer.check(config)
     workdir = os.path.abspath(os.path.expanduser(workdir))
     check_workdir(workdir, config, config_lib.RUNTIME_KEYS, defaults=config_lib.get_config())
     enable_compilation_cache(config.compilation_cache)
     with StopSignal() as stop:
-        data = _data(config, pid, pcount)  # before the workdir exists: a failed start leaves nothing
-        if data[0].steps_per_epoch < 1:
+        data = trainer.load(config, task, pid, pcount)  # before the workdir exists: a failed start leaves nothing
+        if data.steps_per_epoch < 1:
             raise DataError(f"batch_size {config.batch_size} is larger than the train split")
         with open_workdir(workdir, config, config_lib.RUNTIME_KEYS, config_lib.get_config(), pid, writer=pid == 0):
-            return _train(config, workdir, genotype, data, stop)
+            return trainer.train(config, workdir, task, architecture, data, stop)
+
+
+def _image_check(config: ml_collections.ConfigDict) -> Genotype:
+    genotype = resolve_genotype(config.genotype)
+    check_dataset(config.dataset, config.data_dir)
+    return genotype
+
+
+def _image_load(config: ml_collections.ConfigDict, task, pid: int, pcount: int) -> _ImageData:
+    return _ImageData(*_data(config, pid, pcount))
+
+
+@dataclasses.dataclass(frozen=True)
+class _ImageData:
+    batcher: Any
+    test_batches: Callable
+    num_classes: int
+    image_shape: tuple
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.batcher.steps_per_epoch
+
+
+def _image_train(config, workdir, task, genotype, data: _ImageData, stop) -> dict[str, Any]:
+    return _train(config, workdir, genotype, (data.batcher, data.test_batches, data.num_classes, data.image_shape),
+                  stop)
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, genotype: Genotype, data: tuple,
@@ -181,7 +231,26 @@ def closing_lines(config: ml_collections.ConfigDict, workdir: str, result: dict)
     """What a finished training ends with: its result, where its outputs are, what to run next."""
     with open(os.path.join(workdir, "result.json")) as f:
         result = json.load(f)
+    return trainer_of(get_task(config_lib.resolve(config).task)).closing_lines(workdir, result)
+
+
+def _image_closing_lines(workdir: str, result: dict) -> list[str]:
     return [f"training done: test acc {result['test_acc']:.4f} after {result['epochs']} epochs, "
             f"{result['params']:,} parameters, {result['multiply_adds'] / 1e6:.1f} M multiply-adds",
             f"outputs in {workdir}: result.json, metrics.jsonl, tensorboard/",
             f"next: tensorboard --logdir {workdir}"]
+
+
+IMAGE_TRAINER = Trainer(tuple(IMAGE_NETWORKS), ("batch_size", "eval_batch_size"),
+                        _image_check, _image_load, _image_train, _image_closing_lines)
+LANGUAGE_TRAINER = Trainer(language.NETWORKS, ("batch_size",), language.check, language.load, language.train,
+                           language.closing_lines)
+# Each task's trainer, by the task's type (the task objects of `jaxnas.tasks`).
+TRAINERS = {ImageClassification: IMAGE_TRAINER, LanguageModel: LANGUAGE_TRAINER}
+
+
+def trainer_of(task: Any) -> Trainer:
+    if type(task) not in TRAINERS:
+        raise ConfigError(f"task {task.name!r} has no trainer; python -m jaxnas.train trains "
+                          f"{', '.join(t.name for t in map(lambda c: c(), TRAINERS))}")
+    return TRAINERS[type(task)]
