@@ -228,6 +228,11 @@ class _LanguageModel(nn.Module):
         masks = (self._example_mask(rngs[2], self.dropoutx, b, x_size, emb.dtype),
                  self._example_mask(rngs[3], self.dropouth, b, h_size, emb.dtype))
         length = t_len if length is None else length
+        # The scan's carry in the widest float of its inputs (α in float64 under x64 makes the
+        # cell's states float64 even with float32 weights).
+        dtype = jnp.result_type(hidden.dtype, embedding.dtype,
+                                *[a.dtype for a in jax.tree.leaves(alphas) if jnp.issubdtype(a.dtype, jnp.floating)])
+        hidden, stats = jax.tree.map(lambda a: a.astype(dtype), (hidden, stats))
 
         def step(carry, inputs):
             h, stats = carry
@@ -240,7 +245,7 @@ class _LanguageModel(nn.Module):
 
         (h_last, stats), outputs = jax.lax.scan(step, (hidden, stats), (emb, jnp.arange(t_len)))
         if train and norm and not self.is_initializing():
-            bn_mean.value, bn_var.value = stats
+            bn_mean.value, bn_var.value = (s.astype(v.value.dtype) for s, v in zip(stats, (bn_mean, bn_var)))
         dropped = outputs * self._example_mask(rngs[4], self.dropout, b, d, outputs.dtype)[None]
         logits = dropped @ embedding.T + bias
         return logits, {"hidden": h_last, "outputs": outputs}
