@@ -8,7 +8,7 @@ import pytest
 from nbclient import NotebookClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOTEBOOKS = ("search_tpu.ipynb", "train_genotype.ipynb", "hypergradient_study.ipynb")
+NOTEBOOKS = ("search_tpu.ipynb", "train_genotype.ipynb", "hypergradient_study.ipynb", "search_ptb.ipynb")
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
