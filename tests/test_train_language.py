@@ -210,12 +210,12 @@ def test_bad_network_or_cell_is_one_line():
 
 def _tiny_config(xla_cache: str, network: str = "cell") -> ml_collections.ConfigDict:
     c = load_config_file(os.path.join(ROOT, "configs", "train_rnn_offline.py"))
-    c.channels, c.batch_size, c.epochs, c.eval_batch_size = 8, 512, 3, 64
+    c.channels, c.batch_size, c.epochs, c.eval_batch_size = 8, 512, 2, 64
     c.task.bptt, c.task.length_sd, c.task.max_length_delta = 12, 2.0, 4  # one padded length: one compile
     c.test_batch_size = 16
     c.asgd_nonmono = 1
     c.network = network
-    c.checkpoint_every_steps, c.keep_checkpoints = 3, 100
+    c.checkpoint_every_steps, c.keep_checkpoints = 5, 100
     c.compilation_cache = xla_cache
     return c
 
@@ -227,7 +227,7 @@ def test_offline_training_switches_to_averaging_and_resumes_exactly(tmp_path, xl
     full = tmp_path / "full"
     result = train_loop.run(_tiny_config(xla_cache), str(full))
     metrics = [json.loads(line) for line in open(full / "metrics.jsonl")]
-    assert [m["averaged"] for m in metrics] == [False, True, True]
+    assert [m["averaged"] for m in metrics] == [False, True]
     assert result["averaging_from_epoch"] == 2 and 1 < result["test_ppl"] < 2002
     assert result["valid_ppl"] == pytest.approx(min(m["val_ppl"] for m in metrics), rel=1e-6)
     assert result["genotype"] == DARTS_V2.to_dict()
