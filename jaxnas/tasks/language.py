@@ -161,13 +161,12 @@ class TextSearchData:
     bptt: int
     process_index: int = 0
     process_count: int = 1
+    hidden_dim: int = 0  # the carried hidden state's width
 
     def eval_windows(self, split: str = "valid", batch_size: int | None = None) -> list[tuple[np.ndarray, ...]]:
         """`split` at `batch_size` (default eval_batch_size) columns in consecutive `bptt` windows."""
         stream = batchify(self.corpus.split(split), batch_size or self.eval_batch_size)
         return eval_windows(stream, self.bptt, self.process_index, self.process_count)
-
-    hidden_dim: int = 0
 
 
 def eval_windows(stream: np.ndarray, bptt: int, pid: int = 0, pcount: int = 1) -> list[tuple[np.ndarray, ...]]:
@@ -222,7 +221,7 @@ class LanguageModel:
             raise DataError(f"the {config.dataset} train split at batch size {config.batch_size} is shorter than one "
                             f"window of {self.bptt} tokens")
         return TextSearchData(train, val, corpus, train.steps_per_epoch, corpus.vocab_size, config.batch_size,
-                              config.eval_batch_size, self.bptt, pid, pcount, config.channels)
+                              config.eval_batch_size, self.bptt, pid, pcount, hidden_dim=config.channels)
 
     def windows(self, stream: np.ndarray, seed: int, stream_id: int, pid: int = 0, pcount: int = 1) -> Windows:
         """Windows over a batchified stream, lengths drawn as this task's options say."""
