@@ -47,6 +47,16 @@ def complete(value: Any, choices: Choices, key: str) -> ml_collections.ConfigDic
     return ml_collections.ConfigDict({"name": name, **choices[name], **given})
 
 
+def resolve_blocks(config: ml_collections.ConfigDict, blocks: Mapping[str, Choices]) -> ml_collections.ConfigDict:
+    """A copy of `config` with each of its `blocks` complete (`complete`); the config is unchanged."""
+    out = config.copy_and_resolve_references()
+    with out.unlocked():
+        for key, choices in blocks.items():
+            if key in out:
+                out[key] = complete(out[key], choices, key)
+    return out
+
+
 def describe(choices: Choices) -> list[str]:
     """One line per choice: its name and its options with their defaults (for `--help`)."""
     return [f"{name}: " + (", ".join(f"{k}={v!r}" for k, v in options.items()) or "no options")

@@ -7,10 +7,24 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
+from jaxnas.errors import ConfigError
 from jaxnas.vocabulary.darts import NAMED_GENOTYPES, Genotype
 from jaxnas.vocabulary.darts_rnn import NAMED_RNN_GENOTYPES, RecurrentGenotype
 from jaxnas.vocabulary.nb201 import NB201Arch
+
+
+def resolve_kind(spec: str, kind: type, what: str, recurrent: bool = False) -> Any:
+    """`resolve_architecture(spec)` that must be a `kind`: ConfigError in one line otherwise, with
+    `what` saying what is valid (for the command lines that build one kind of network)."""
+    try:
+        arch = resolve_architecture(spec, recurrent)
+    except ValueError as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    if not isinstance(arch, kind):
+        raise ConfigError(f"genotype {spec!r} is not {what}")
+    return arch
 
 
 def resolve_architecture(spec: str, recurrent: bool = False) -> Genotype | NB201Arch | RecurrentGenotype:

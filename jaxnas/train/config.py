@@ -78,12 +78,7 @@ def _choice(config, key: str, valid) -> None:
 
 def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A copy of `config` with its task block complete (the options it leaves out at their defaults)."""
-    out = config.copy_and_resolve_references()
-    with out.unlocked():
-        for key, choices in BLOCKS.items():
-            if key in out:
-                out[key] = config_blocks.complete(out[key], choices, key)
-    return out
+    return config_blocks.resolve_blocks(config, BLOCKS)
 
 
 def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_count: int = 1) -> None:

@@ -42,13 +42,12 @@ from jaxnas.counting import count_params
 from jaxnas.data.errors import DataError
 from jaxnas.data.text import batchify, check_corpus, load_corpus
 from jaxnas.driver import EpochEnd, RunHooks, drive
-from jaxnas.errors import ConfigError
 from jaxnas.nn.precision import MatmulPrecision
 from jaxnas.nn.rnn import LstmNetwork, matching_lstm, rnn_network
 from jaxnas.parallel import DATA_AXIS, cross_device_mean, data_mesh, data_parallel, host_batch
 from jaxnas.runs import StopSignal, skipped_note
 from jaxnas.search.step import all_finite, scale_updates
-from jaxnas.spaces.resolve import resolve_architecture
+from jaxnas.spaces.resolve import resolve_kind
 from jaxnas.tasks.language import LanguageModel, all_rows, eval_windows
 from jaxnas.train.step import lr_schedule, optimizer
 from jaxnas.vocabulary.darts_rnn import RecurrentGenotype
@@ -74,14 +73,8 @@ class LmTrainState(flax.struct.PyTreeNode):
 
 def resolve_cell(spec: str) -> RecurrentGenotype:
     """A recurrent constant (DARTS_V1, DARTS_V2, ENAS), a genotype.json or a darts_rnn search workdir."""
-    try:
-        arch = resolve_architecture(spec, recurrent=True)
-    except ValueError as e:
-        raise ConfigError(str(e).splitlines()[0]) from None
-    if not isinstance(arch, RecurrentGenotype):
-        raise ConfigError(f"genotype {spec!r} is not a recurrent cell; a language model trains one (DARTS_V1, "
-                          "DARTS_V2, ENAS, a genotype.json or a darts_rnn search workdir)")
-    return arch
+    return resolve_kind(spec, RecurrentGenotype, "a recurrent cell; a language model trains one (DARTS_V1, "
+                        "DARTS_V2, ENAS, a genotype.json or a darts_rnn search workdir)", recurrent=True)
 
 
 def build_network(config: ml_collections.ConfigDict, task: LanguageModel, cell: RecurrentGenotype, vocab: int,

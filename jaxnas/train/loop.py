@@ -39,7 +39,7 @@ from jaxnas.runs import (
     open_workdir,
     skipped_note,
 )
-from jaxnas.spaces.resolve import resolve_architecture
+from jaxnas.spaces.resolve import resolve_kind
 from jaxnas.tasks import get_task
 from jaxnas.tasks.image import ImageClassification
 from jaxnas.tasks.language import LanguageModel
@@ -53,14 +53,8 @@ STEP_METRICS = ("train_loss", "train_acc")
 
 def resolve_genotype(spec: str) -> Genotype:
     """A constant name, a genotype.json, or a search workdir -> a DARTS Genotype (one-line errors)."""
-    try:
-        arch = resolve_architecture(spec)
-    except ValueError as e:
-        raise ConfigError(str(e).splitlines()[0]) from None
-    if not isinstance(arch, Genotype):
-        raise ConfigError(f"genotype {spec!r} is not a DARTS genotype; training builds DARTS networks "
-                          "(constants DARTS_V1, DARTS_V2, a genotype.json or a DARTS search workdir)")
-    return arch
+    return resolve_kind(spec, Genotype, "a DARTS genotype; training builds DARTS networks (constants DARTS_V1, "
+                        "DARTS_V2, a genotype.json or a DARTS search workdir)")
 
 
 def build_network(config: ml_collections.ConfigDict, genotype: Genotype, num_classes: int, axis_name=None):
