@@ -146,7 +146,9 @@ def locked_mask(rng, rate: float, shape, dtype=jnp.float32):
     """A dropout mask (Bernoulli(1−rate)/(1−rate)), or ones when `rng` is None or `rate` is 0."""
     if rng is None or rate == 0.0:
         return jnp.ones(shape, dtype)
-    return jax.random.bernoulli(rng, 1.0 - rate, shape).astype(dtype) / (1.0 - rate)
+    # p in float32: the same uniform bits, so the same mask, with or without JAX_ENABLE_X64 (the
+    # float64 study evaluates the float32 search's losses).
+    return jax.random.bernoulli(rng, jnp.float32(1.0 - rate), shape).astype(dtype) / (1.0 - rate)
 
 
 class _LanguageModel(nn.Module):

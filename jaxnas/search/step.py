@@ -91,11 +91,9 @@ def make_search_step(net: nn.Module, estimate: Callable[..., hypergrad.Estimate]
         return cross_device_mean(x, axis_name)
 
     def step(state: SearchState, train_batches: Sequence, val_batch) -> tuple[SearchState, dict]:
-        alpha_forward, weight_forward = forward_options(state) if forward_options is not None else ({}, {})
-        alpha_forward, weight_forward = _with_task_rngs(task, state, alpha_forward, weight_forward)
-        train_batches = tuple(task.attach(state.carry, b, axis_name) for b in train_batches)
-        val_batch = task.attach(state.carry, val_batch, axis_name, stream="val")
-        loss_fn = task.loss(net, state.batch_stats, regularised=False, **alpha_forward)  # L_val, L_train of the α step
+        alpha_forward, weight_forward, train_batches, val_batch = step_inputs(task, state, train_batches, val_batch,
+                                                                              forward_options, axis_name)
+        loss_fn = alpha_step_loss(task, net, state.batch_stats, alpha_forward)  # L_val, L_train of the α step
         lr = schedule(state.step - state.nonfinite_steps)  # the number of weight updates made so far
         d_alpha, est = estimate(
             loss_fn, state.params, state.alphas, inner, state.inner_opt_state, tuple(train_batches), val_batch,
@@ -139,6 +137,26 @@ def make_search_step(net: nn.Module, estimate: Callable[..., hypergrad.Estimate]
         return new, metrics
 
     return step
+
+
+def step_inputs(task: Any, state: SearchState, train_batches: Sequence, val_batch: Any,
+                forward_options: Callable | None = None, axis_name: str | None = None) -> tuple[dict, dict, tuple, Any]:
+    """(α-step apply options, weight-step apply options, train batches, val batch) of the step from
+    `state`: the strategy's per-step inputs with the task's rngs added (one key for every pass of
+    the α step, another for the weight step) and the batches with the task's carried state
+    attached. One function, so the hypergradient study evaluates its estimators on exactly the
+    losses the search step differentiates (same batches, hidden state and dropout masks)."""
+    alpha_forward, weight_forward = forward_options(state) if forward_options is not None else ({}, {})
+    alpha_forward, weight_forward = _with_task_rngs(task, state, alpha_forward, weight_forward)
+    train_batches = tuple(task.attach(state.carry, b, axis_name) for b in train_batches)
+    val_batch = task.attach(state.carry, val_batch, axis_name, stream="val")
+    return alpha_forward, weight_forward, train_batches, val_batch
+
+
+def alpha_step_loss(task: Any, net: nn.Module, batch_stats: Any, alpha_forward: dict) -> Callable:
+    """L_val and L_train of the α step (what the estimators differentiate): the task's loss without
+    its weight-step regulariser (a language model's TAR), with the α step's apply options."""
+    return task.loss(net, batch_stats, regularised=False, **alpha_forward)
 
 
 def with_task_rngs(task, forward: dict, key: jax.Array) -> dict:

@@ -18,6 +18,7 @@ from jaxnas.errors import ConfigError
 from jaxnas.search import config as search_config
 from jaxnas.search import hypergrad
 from jaxnas.search.strategies import get_strategy
+from jaxnas.tasks import get_task
 
 BLOCKS = {"reference": hypergrad.ESTIMATOR_OPTIONS}  # a config block ({name, ...options}) of the study's own
 
@@ -51,6 +52,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.batch_sizes = ""  # "" = the search's batch size; "8,32,64" studies each point at each size
     c.float64 = True  # compare estimators in float64, so approximation error is not rounding
     c.fast_compile = False  # XLA's cheapest optimisation: compiles about 2x faster, `seconds` then slower
+    # On a CPU, keep every estimator's compiled function from point to point. Off: one at a time,
+    # which a float64 DARTS-space study needs (all of them exhausted the memory); on: no retracing
+    # at each point, about 3x faster where they are small (the recurrent cell's offline study).
+    c.keep_compiled = False
     # --- run ---
     c.compilation_cache = "~/.cache/jaxnas/xla"  # persistent XLA cache ("" to turn off)
     return c
@@ -137,8 +142,20 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
         raise ConfigError(f"points must be fractions of the search in [0, 1], got {config.points!r}")
     if any(b < 1 or b != int(b) for b in _floats(config.batch_sizes, "batch_sizes")):
         raise ConfigError(f"batch_sizes must be positive whole numbers, got {config.batch_sizes!r}")
+    check_batch_sizes(config, search_config.resolve(config.search))
     if any(e <= 0 for e in _floats(config.mixed_eps, "mixed_eps")):
         raise ConfigError(f"mixed_eps must be positive, got {config.mixed_eps!r}")
+
+
+def check_batch_sizes(config: ml_collections.ConfigDict, search: ml_collections.ConfigDict) -> None:
+    """ConfigError if `batch_sizes` names another size than the search's (`search`, resolved) while
+    its task carries a state from batch to batch (a language model's hidden states, one row per
+    column of the search's batch): a point at another size has no state to start from."""
+    sizes = _floats(config.batch_sizes, "batch_sizes")
+    if any(b != search.batch_size for b in sizes) and get_task(search.task).init_carry(search) is not None:
+        raise ConfigError(f"batch_sizes {config.batch_sizes!r}: the search's task carries a state from batch to batch "
+                          f"(shaped for its batch size {search.batch_size}), so it is studied at that size only; "
+                          "set batch_sizes=\"\"")
 
 
 def floats(config: ml_collections.ConfigDict, key: str) -> list[float]:

@@ -33,9 +33,11 @@ from jaxnas.search import config as search_config
 from jaxnas.search import hypergrad
 from jaxnas.search import loop as search_loop
 from jaxnas.search.state import inner_optimizer
-from jaxnas.search.step import supernet_loss
+from jaxnas.search.step import alpha_step_loss, step_inputs
 from jaxnas.study import config as config_lib
 from jaxnas.study import mixed as mixed_lib
+from jaxnas.tasks import get_task
+from jaxnas.tasks.image import ImageClassification
 
 # Per estimator, against the reference: the whole hypergradient, its mixed (second-order) part, the
 # genotype after one α step, the cost.
@@ -93,37 +95,45 @@ def study_steps(checkpoints: list[int], total: int, points: list[float]) -> list
 
 class _Estimators:
     """One jitted, compiled function per estimator name and input shapes (compiled on first use,
-    reused at every step), and the functions the mixed-term metrics need."""
+    reused at every step), and the functions the mixed-term metrics need. Every one differentiates
+    the search step's α-step loss (`step.alpha_step_loss`: a language model's NLL without TAR) with
+    the point's apply options (`forward`: its dropout rngs), so all see the same dropout masks."""
 
-    def __init__(self, config, net, schedule, momentum, weight_decay):
+    def __init__(self, config, net, schedule, momentum, weight_decay, task=None):
         self.config, self.net = config, net
+        task = task or ImageClassification()
         self.inner = inner_optimizer(schedule, momentum, weight_decay)
         self.compiled: dict[Any, Any] = {}
         self.on_cpu = jax.default_backend() == "cpu"
         self.eps_scales = tuple(config_lib.floats(config, "mixed_eps"))
         self.compiler_options = FAST_COMPILE if config.fast_compile else {}
 
-        def first_order_part(params, batch_stats, alphas, inner_state, train_batches, val_batch):
+        def first_order_part(params, batch_stats, alphas, inner_state, batches, forward):
             """∇_α L_val(w_k, α) at the weights after the given virtual steps (a partial derivative)."""
-            loss_fn, w, state = supernet_loss(net, batch_stats), params, inner_state
+            (train_batches, val_batch), w, state = batches, params, inner_state
+            loss_fn = alpha_step_loss(task, net, batch_stats, forward)
             for batch in train_batches:
                 w, state, _ = hypergrad.virtual_step(loss_fn, w, alphas, self.inner, state, batch)
             return jax.grad(lambda a: loss_fn(w, a, val_batch)[0])(alphas)
 
-        def mixed(params, batch_stats, alphas, inner_state, train_batch, val_batch):
-            return mixed_lib.mixed_terms(supernet_loss(net, batch_stats), params, alphas, self.inner, inner_state,
-                                         train_batch, val_batch, self.eps_scales)
+        def mixed(params, batch_stats, alphas, inner_state, batches, forward):
+            (train_batch, val_batch), loss_fn = batches, alpha_step_loss(task, net, batch_stats, forward)
+            return mixed_lib.mixed_terms(loss_fn, params, alphas, self.inner, inner_state, train_batch, val_batch,
+                                         self.eps_scales)
 
+        self.task = task
         self.first_order_part = xla_workarounds.jit(first_order_part, compiler_options=self.compiler_options)
         self.mixed = xla_workarounds.jit(mixed, compiler_options=self.compiler_options)
 
     def _fn(self, name: str, options: dict):
         estimate = hypergrad.get_estimator(name, **options)
-        net, inner = self.net, self.inner
+        net, inner, task = self.net, self.inner, self.task
 
-        def run(params, batch_stats, alphas, inner_state, train_batches, val_batch, xi, runtime):
-            d_alpha, _ = estimate(supernet_loss(net, batch_stats), params, alphas, inner, inner_state, train_batches,
-                                  val_batch, xi=xi, **runtime)
+        def run(params, batch_stats, alphas, inner_state, train_batches, val_batch, xi, extra):
+            """`extra`: the point's apply options (`forward`) and the estimator's traced options (`runtime`)."""
+            loss_fn = alpha_step_loss(task, net, batch_stats, extra["forward"])
+            d_alpha, _ = estimate(loss_fn, params, alphas, inner, inner_state, train_batches, val_batch, xi=xi,
+                                  **extra["runtime"])
             return d_alpha
 
         return xla_workarounds.jit(run, compiler_options=self.compiler_options)
@@ -135,18 +145,20 @@ class _Estimators:
         memory maps (a float64 second-order DARTS step: gigabytes, about 7,000 maps), so a study
         keeping all of them was killed for memory; the persistent compilation cache brings one back
         in seconds when it is needed again. Dropping the references alone frees nothing: jax's
-        caches hold them."""
-        if self.on_cpu:
+        caches hold them. `keep_compiled` keeps them all (small functions: no retracing at each point)."""
+        if self.on_cpu and not self.config.keep_compiled:
             self.compiled.clear()
             jax.clear_caches()
 
-    def __call__(self, spec: config_lib.EstimatorSpec, *args) -> tuple[Any, float, float]:
-        """(dα, seconds of one call after compilation, compiled peak memory in MB)."""
+    def __call__(self, spec: config_lib.EstimatorSpec, *args, forward: dict | None = None) -> tuple[Any, float, float]:
+        """(dα, seconds of one call after compilation, compiled peak memory in MB); `args` are
+        (params, batch_stats, α, inner state, train batches, val batch, ξ), `forward` the α step's
+        apply options (`step.step_inputs`)."""
         options = spec.kwargs
         # darts_fd's ε scale is an argument, so one compile serves the whole ε sweep.
         runtime = {k: jnp.asarray(options.pop(k), jnp.float64 if self.config.float64 else jnp.float32)
                    for k in ("eps_scale",) if k in options}
-        args = (*args, runtime)
+        args = (*args, {"forward": forward or {}, "runtime": runtime})
         key = (spec.name, tuple(sorted(options.items())), tuple(np.shape(x) for x in jax.tree.leaves(args)))
         if key not in self.compiled:
             self._release()
@@ -183,21 +195,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             return searched
     dtype = jnp.float64 if config.float64 else jnp.float32
 
-    space, strategy = search_config.space_and_strategy(s_config)
-    data = search_loop.search_data(s_config)
-    setup = search_loop.search_setup(s_config, space, strategy, data.num_classes, data.image_shape,
-                                        data.steps_per_epoch, axis_name=None)
-    target = setup.init()  # in the search's own precision: the checkpoints' dtypes (and checksums) match it
+    config_lib.check_batch_sizes(config, s_config)  # a search_workdir's own config may differ from config.search
+    trajectory = _trajectory(s_config, search_dir)
     if config.float64:
         jax.config.update("jax_enable_x64", True)
-    ckpt = Checkpointer(os.path.join(search_dir, "checkpoints"), keep=10**6)
-    steps = ckpt.steps()
-    if not steps:
-        raise ConfigError(f"no checkpoints to study in {search_dir}; set search.checkpoint_every_steps")
+    space, data, setup, steps = trajectory.space, trajectory.data, trajectory.setup, trajectory.steps
     specs, reference = config_lib.estimator_specs(config), config_lib.reference_spec(config)
     names = [spec.label for spec in specs]
     estimators = _Estimators(config, space.supernet(data.num_classes), setup.schedule, s_config.momentum,
-                             s_config.weight_decay)
+                             s_config.weight_decay, trajectory.task)
     k_max = max(spec.train_batches for spec in [*specs, reference])
     total = data.steps_per_epoch * s_config.epochs
     batch_sizes = [int(b) for b in config_lib.floats(config, "batch_sizes")] or [s_config.batch_size]
@@ -217,15 +223,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         # has every point at the sizes it finished.
         chosen = study_steps(sorted({0, *steps}) if points else steps, total, points)
         for b in batch_sizes:
-            train_data, val_data = (dataclasses.replace(d, batch_size=b) for d in (data.train, data.val))
             for step in [s for s in chosen if (s, b) not in done]:
-                # Step 0 is the initial state, which the search's seed determines (no checkpoint is saved there).
-                state = target if step == 0 and step not in steps else ckpt.restore(step, target)[0]
-                epoch, s = divmod(step, data.steps_per_epoch)
-                train = tuple(_cast(train_data.batch(epoch, s + i), dtype) for i in range(k_max))
-                val = _cast(val_data.batch(epoch, s), dtype)
                 cosines = {}
-                point = _Point(state, train, val, dtype)
+                point = trajectory.point(step, b, k_max, dtype)
                 for row in _evaluate_step(specs, reference, estimators, setup, space, point):
                     out.writerow({**row, "step": step, "batch_size": b})
                     rows.append({**row, "step": step, "batch_size": b})
@@ -251,28 +251,77 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class _Point:
-    """One study point: the search state and the batches its step uses, and the study's precision."""
+    """One study point: the search state, the batches its step uses (with the task's carried state
+    attached), the study's precision, and the α step's apply options (a language model's dropout rngs)."""
 
     state: Any
     train: tuple
     val: Any
     dtype: Any
+    forward: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Trajectory:
+    """The studied search: its space and task, data streams, setup (schedule, optimizers, the
+    strategy's per-step inputs) and checkpoints; `point` rebuilds what its step at a checkpoint reads."""
+
+    config: ml_collections.ConfigDict  # the search's
+    space: Any
+    task: Any
+    data: Any
+    setup: Any
+    ckpt: Checkpointer
+    target: Any  # the initial state, in the search's precision (the checkpoints' dtypes)
+    steps: list[int]  # the checkpointed steps
+
+    def point(self, step: int, batch_size: int, k_max: int, dtype: Any) -> _Point:
+        """The state before `step` and the inputs of its α step: `k_max` train batches and the val
+        batch at `batch_size`, hidden state attached and dropout rngs drawn as the search step does
+        (`step.step_inputs`), so every estimator sees the losses the search differentiated."""
+        # Step 0 is the initial state, which the search's seed determines (no checkpoint is saved there).
+        state = self.target if step == 0 and step not in self.steps else self.ckpt.restore(step, self.target)[0]
+        epoch, s = divmod(step, self.data.steps_per_epoch)
+        train_data, val_data = self.data.train, self.data.val
+        if batch_size != self.config.batch_size:  # (a task with a carried state is studied at the search's only)
+            train_data, val_data = (dataclasses.replace(d, batch_size=batch_size) for d in (train_data, val_data))
+        train = tuple(train_data.batch(epoch, s + i) for i in range(k_max))
+        forward, _, train, val = step_inputs(self.task, state, train, val_data.batch(epoch, s), self.setup.forward)
+        return _Point(state, _cast(train, dtype), _cast(val, dtype), dtype, _cast(forward, dtype))
+
+
+def _trajectory(s_config: ml_collections.ConfigDict, search_dir: str) -> _Trajectory:
+    """The search `s_config` whose checkpoints are in `search_dir`, set up as the search loop sets it
+    up (its task's data, `search_setup` on one device)."""
+    space, strategy = search_config.space_and_strategy(s_config)
+    task = get_task(s_config.task)
+    data = task.search_data(s_config)
+    setup = search_loop.search_setup(s_config, space, strategy, data.num_classes, getattr(data, "image_shape", None),
+                                     data.steps_per_epoch, axis_name=None, task=task)
+    target = setup.init()  # in the search's own precision: the checkpoints' dtypes (and checksums) match it
+    ckpt = Checkpointer(os.path.join(search_dir, "checkpoints"), keep=10**6)
+    steps = ckpt.steps()
+    if not steps:
+        raise ConfigError(f"no checkpoints to study in {search_dir}; set search.checkpoint_every_steps")
+    return _Trajectory(s_config, space, task, data, setup, ckpt, target, steps)
 
 
 def _evaluate_step(specs, reference, estimators: _Estimators, setup, space, point: _Point) -> list[dict]:
     """Rows {estimator, metric, value} of every estimator at one point, against the reference."""
-    state, train, val, dtype = point.state, point.train, point.val, point.dtype
+    state, train, val, dtype, forward = point.state, point.train, point.val, point.dtype, point.forward
     params, stats, alphas = _cast(state.params, dtype), _cast(state.batch_stats, dtype), _cast(state.alphas, dtype)
     inner_state = _cast(state.inner_opt_state, dtype)
     a_state = _cast(state.alpha_opt_state, dtype)
     xi = jnp.asarray(setup.schedule(state.step - state.nonfinite_steps), dtype)
 
     def evaluate(spec):
-        return estimators(spec, params, stats, alphas, inner_state, train[:spec.train_batches], val, xi)
+        return estimators(spec, params, stats, alphas, inner_state, train[:spec.train_batches], val, xi,
+                          forward=forward)
 
     def mixed_part(spec, d_alpha):
         """The estimate minus its first-order part: what it says the second-order term is."""
-        first = estimators.first_order_part(params, stats, alphas, inner_state, train[:spec.weight_steps], val)
+        first = estimators.first_order_part(params, stats, alphas, inner_state, (train[:spec.weight_steps], val),
+                                            forward)
         return jax.tree.map(jnp.subtract, d_alpha, first)
 
     def genotype_after(d_alpha):
@@ -293,7 +342,7 @@ def _evaluate_step(specs, reference, estimators: _Estimators, setup, space, poin
         # What the space knows of the derived cell (NB201: its benchmark test accuracy).
         rows += [{"estimator": name, "metric": m, "value": v} for m, v in space.arch_metrics(arch).items()]
     # The second-order term alone: DARTS's difference quotient at each ε scale against the exact jvp.
-    exact, fds = estimators.mixed(params, stats, alphas, inner_state, train[0], val)
+    exact, fds = estimators.mixed(params, stats, alphas, inner_state, (train[0], val), forward)
     rows.append({"estimator": "mixed_exact", "metric": "norm", "value": float(np.linalg.norm(_flat(exact)))})
     for r, fd in zip(estimators.eps_scales, fds):
         values = {**compare(fd, exact), "norm": float(np.linalg.norm(_flat(fd)))}
